@@ -1,0 +1,96 @@
+//! User-facing errors, kept free of Postgres so that pure code can return
+//! them and plain unit tests can check their SQLSTATE.
+//!
+//! [`crate::fmgr`] turns a [`SqlError`] into an `ERROR` at the boundary.
+
+use std::fmt;
+
+/// The SQLSTATE classes vdb raises (the names follow PostgreSQL's `errcodes.txt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlState {
+    /// 22000
+    DataException,
+    /// 22P02
+    InvalidTextRepresentation,
+    /// 22P03
+    InvalidBinaryRepresentation,
+    /// 22003
+    NumericValueOutOfRange,
+    /// 22004
+    NullValueNotAllowed,
+    /// 22023
+    InvalidParameterValue,
+    /// 54000
+    ProgramLimitExceeded,
+    /// XX000
+    Internal,
+}
+
+impl SqlState {
+    /// The five-character code, as clients see it.
+    pub fn code(self) -> &'static str {
+        match self {
+            SqlState::DataException => "22000",
+            SqlState::InvalidTextRepresentation => "22P02",
+            SqlState::InvalidBinaryRepresentation => "22P03",
+            SqlState::NumericValueOutOfRange => "22003",
+            SqlState::NullValueNotAllowed => "22004",
+            SqlState::InvalidParameterValue => "22023",
+            SqlState::ProgramLimitExceeded => "54000",
+            SqlState::Internal => "XX000",
+        }
+    }
+}
+
+/// An error with a SQLSTATE, a message and an optional detail line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub state: SqlState,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+impl SqlError {
+    pub fn new(state: SqlState, message: impl Into<String>) -> Self {
+        SqlError {
+            state,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(SqlState::DataException, message)
+    }
+
+    pub fn out_of_range(message: impl Into<String>) -> Self {
+        Self::new(SqlState::NumericValueOutOfRange, message)
+    }
+
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(SqlState::InvalidParameterValue, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(SqlState::Internal, message)
+    }
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.state.code())?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+pub type SqlResult<T> = Result<T, SqlError>;

@@ -1,0 +1,11 @@
+//! Tests that run inside a real PostgreSQL backend (`cargo pgrx test pg15`).
+//!
+//! Each `#[pg_test]` runs in its own transaction, rolled back afterwards.
+
+mod aggregates;
+mod casts;
+mod errors;
+mod functions;
+mod io;
+mod knn;
+mod support;
