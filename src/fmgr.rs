@@ -34,16 +34,19 @@ macro_rules! pg_fn {
         }
 
         $(#[$meta])*
+        ///
+        /// # Safety
+        /// Only Postgres's fmgr calls this, with the arguments `sql/vdb.sql` declares.
         #[::pgrx::pg_guard]
         #[unsafe(no_mangle)]
         pub unsafe extern "C-unwind" fn $name(
             fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
         ) -> ::pgrx::pg_sys::Datum {
+            fn body($args: $crate::fmgr::Args<'_>) -> $crate::error::SqlResult<::pgrx::pg_sys::Datum> $body
             // SAFETY: Postgres calls this symbol through fmgr with a valid
             // fcinfo whose arguments have the types sql/vdb.sql declares.
-            let $args = unsafe { $crate::fmgr::Args::new(fcinfo) };
-            let result: $crate::error::SqlResult<::pgrx::pg_sys::Datum> = (|| $body)();
-            $crate::fmgr::finish(result)
+            let args = unsafe { $crate::fmgr::Args::new(fcinfo) };
+            $crate::fmgr::finish(body(args))
         }
     };
 }
@@ -164,6 +167,20 @@ impl<'fcx> Args<'fcx> {
         unsafe { pg_sys::pg_detoast_datum(self.datum(i).cast_mut_ptr()).cast() }
     }
 
+    /// A typmod list (`cstring[]`), as a type's `typmod_in` gets it.
+    pub fn integer_typmods(&self, i: usize) -> Vec<i32> {
+        let mut n: std::ffi::c_int = 0;
+        // SAFETY: the argument is a detoasted cstring[]; ArrayGetIntegerTypmods
+        // returns a palloc'd array of `n` int32 (raising ERROR on non-integers).
+        unsafe {
+            let ptr = pg_sys::ArrayGetIntegerTypmods(self.array(i), &mut n);
+            match usize::try_from(n) {
+                Ok(n) if n > 0 => std::slice::from_raw_parts(ptr, n).to_vec(),
+                _ => Vec::new(),
+            }
+        }
+    }
+
     /// Whether the call comes from an aggregate, which lets a transition
     /// function update its state in place.
     pub fn in_aggregate(&self) -> bool {
@@ -188,7 +205,7 @@ unsafe fn vector_elements<'a>(ptr: *const pg_sys::varlena) -> SqlResult<&'a [f32
     let total = unsafe { pgrx::varlena::varsize_4b(ptr) };
     let dim = unsafe { ptr.cast::<u8>().add(4).cast::<i16>().read_unaligned() };
     let dim = usize::try_from(dim).unwrap_or(0);
-    let aligned = (ptr as usize) % std::mem::align_of::<f32>() == 0;
+    let aligned = (ptr as usize).is_multiple_of(std::mem::align_of::<f32>());
     if dim == 0 || dim > MAX_DIM || total != HEADER_SIZE + 4 * dim || !aligned {
         return Err(SqlError::internal(format!(
             "corrupt vector value: {total} bytes for {dim} dimensions"

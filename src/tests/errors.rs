@@ -115,10 +115,9 @@ mod tests {
         assert!(sql_error("SELECT subvector('[1,2,3]', 5, 1)")
             .starts_with("22000 vector must have at least 1 dimension"));
         assert!(sql_error("SELECT subvector('[1,2,3]', 1, 0)").starts_with("22000 "));
-        let concat = format!(
-            "SELECT array_fill(1, ARRAY[9000])::vector || array_fill(1, ARRAY[9000])::vector"
-        );
-        assert!(sql_error(&concat).starts_with("54000 "));
+        let concat =
+            "SELECT array_fill(1, ARRAY[9000])::vector || array_fill(1, ARRAY[9000])::vector";
+        assert!(sql_error(concat).starts_with("54000 "));
     }
 
     #[pg_test]

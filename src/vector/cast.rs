@@ -150,22 +150,6 @@ fn elements_to_array(values: &[f32], double: bool) -> Datum {
     Datum::from(array)
 }
 
-/// The integers of a typmod list (`cstring[]`), as `vector_typmod_in` gets it.
-pub fn integer_typmods(array: *mut pg_sys::ArrayType) -> SqlResult<Vec<i32>> {
-    let mut n: std::ffi::c_int = 0;
-    // SAFETY: ArrayGetIntegerTypmods reads a valid cstring[] and returns a
-    // palloc'd array of `n` int32 (raising ERROR on non-integers).
-    unsafe {
-        let ptr = pg_sys::ArrayGetIntegerTypmods(array, &mut n);
-        let n = usize::try_from(n).unwrap_or(0);
-        Ok(if n == 0 {
-            Vec::new()
-        } else {
-            std::slice::from_raw_parts(ptr, n).to_vec()
-        })
-    }
-}
-
 pg_fn! {
     /// `vector(vector, integer, boolean)`: applies a `vector(n)` typmod.
     fn vdb_vector_typmod_cast(args) {

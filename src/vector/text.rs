@@ -140,7 +140,7 @@ pg_fn! {
 pg_fn! {
     /// `vector_typmod_in(cstring[])`
     fn vdb_vector_typmod_in(args) {
-        let typmods = crate::vector::cast::integer_typmods(args.array(0))?;
+        let typmods = args.integer_typmods(0);
         Ok(pgrx::pg_sys::Datum::from(typmod_from_list(&typmods)?))
     }
 }
