@@ -1,0 +1,173 @@
+//! A throwaway PostgreSQL 15 cluster for integration tests that need a
+//! server of their own (binary protocol clients, crashes, replicas, several
+//! servers), as opposed to the shared server of the `#[pg_test]`s.
+//!
+//! It uses the vdb installed into the system PostgreSQL, which
+//! `cargo pgrx test` does before the integration tests run.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A running cluster, stopped and deleted on drop.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a server binary as the cluster owner (`postgres` when we are root,
+/// because PostgreSQL refuses to run as root).
+fn pg_command(program: &str) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", &path]);
+        cmd
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Cluster {
+    /// initdb + start, with extra `postgresql.conf` lines.
+    pub fn start(name: &str, conf: &[&str]) -> Cluster {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vdb-it-{name}-{}-{seq}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        if is_root() {
+            run({
+                let mut c = Command::new("chown");
+                c.args(["postgres", dir.to_str().expect("utf-8 path")]);
+                c
+            });
+        }
+        let cluster = Cluster {
+            dir,
+            port: free_port(),
+        };
+        run({
+            let mut c = pg_command("initdb");
+            c.args([
+                "-D",
+                cluster.data().to_str().expect("utf-8 path"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ]);
+            c
+        });
+        let mut settings = vec![
+            format!("port = {}", cluster.port),
+            "listen_addresses = '127.0.0.1'".to_string(),
+            format!("unix_socket_directories = '{}'", cluster.dir.display()),
+            "fsync = off".to_string(),
+        ];
+        settings.extend(conf.iter().map(|s| s.to_string()));
+        let conf_path = cluster.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).expect("read postgresql.conf");
+        text.push_str(&settings.join("\n"));
+        text.push('\n');
+        std::fs::write(&conf_path, text).expect("write postgresql.conf");
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn pg_ctl_start(&self) {
+        run({
+            let mut c = pg_command("pg_ctl");
+            c.args(["-D", self.data().to_str().expect("utf-8 path"), "-l"])
+                .arg(self.dir.join("server.log"))
+                .args(["-w", "-t", "120", "start"]);
+            c
+        });
+    }
+
+    pub fn stop(&self) {
+        if self.data().join("postmaster.pid").exists() {
+            let mut c = pg_command("pg_ctl");
+            c.args([
+                "-D",
+                self.data().to_str().expect("utf-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]);
+            let _ = c.output();
+        }
+    }
+
+    /// A new connection to `dbname`, retried while the server starts.
+    pub fn connect(&self, dbname: &str) -> postgres::Client {
+        let conn = format!(
+            "host=127.0.0.1 port={} user=postgres dbname={dbname}",
+            self.port
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match postgres::Client::connect(&conn, postgres::NoTls) {
+                Ok(client) => return client,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("connect to {conn}: {e}"),
+            }
+        }
+    }
+
+    /// The server log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `path` holds the installed extension (for a clear failure).
+pub fn vdb_installed() -> bool {
+    Path::new("/usr/share/postgresql/15/extension/vdb.control").exists()
+}
