@@ -1,0 +1,118 @@
+//! A search that yields nodes one at a time in non-decreasing distance and
+//! keeps going as long as its caller asks: what an index scan needs for
+//! `ORDER BY ... LIMIT k` when a `WHERE` clause throws rows away.
+//!
+//! The first round is the ordinary level-0 search with `ef = ef_search`;
+//! its results are handed out nearest first. When they run out, the same
+//! search continues with twice the `ef` (the frontier and visited set are
+//! kept, so no work is repeated) and hands out the next ring of results.
+//! A node found in a later round that is nearer than one already handed
+//! out cannot be returned without breaking the order; it is skipped and
+//! counted in [`OrderedScan::dropped`] (pgvector's "strict order" does the
+//! same). The scan ends when the graph is exhausted or `max_evaluated`
+//! distances have been computed; then whatever was found is handed out.
+
+use super::search::{descend, LayerSearch};
+use super::visited::Visited;
+use super::{Candidate, GraphStore, Point};
+
+#[derive(Debug)]
+pub struct OrderedScan {
+    search: LayerSearch,
+    ef: usize,
+    started: bool,
+    exhausted: bool,
+    /// Results of the current round, farthest first (so `pop` is nearest).
+    ready: Vec<Candidate>,
+    handed_out: Visited,
+    last: f32,
+    dropped: usize,
+}
+
+impl OrderedScan {
+    pub fn new(ef_search: usize) -> Self {
+        OrderedScan {
+            search: LayerSearch::resumable(),
+            ef: ef_search.max(1),
+            started: false,
+            exhausted: false,
+            ready: Vec::new(),
+            handed_out: Visited::new(),
+            last: f32::NEG_INFINITY,
+            dropped: 0,
+        }
+    }
+
+    /// The next node in distance order, or `None` when the scan is over.
+    pub fn next<S: GraphStore + ?Sized>(
+        &mut self,
+        store: &S,
+        query: &Point,
+        max_evaluated: usize,
+    ) -> Option<Candidate> {
+        if !self.started {
+            self.started = true;
+            let Some(entry) = store.entry() else {
+                self.exhausted = true;
+                return None;
+            };
+            let mut scratch = Vec::new();
+            let start = descend(store, query, entry, 0, &mut scratch);
+            self.search.seed(start);
+            self.round(store, query, max_evaluated, self.ef);
+        }
+        loop {
+            if let Some(c) = self.ready.pop() {
+                if c.distance < self.last {
+                    self.dropped += 1;
+                    continue;
+                }
+                self.last = c.distance;
+                return Some(c);
+            }
+            if self.exhausted {
+                return None;
+            }
+            self.ef = self.ef.saturating_mul(2);
+            self.round(store, query, max_evaluated, self.ef);
+        }
+    }
+
+    /// Runs the search for `ef` and moves the newly settled results, those
+    /// within the `ef`-th distance, into `ready`.
+    fn round<S: GraphStore + ?Sized>(
+        &mut self,
+        store: &S,
+        query: &Point,
+        max_evaluated: usize,
+        ef: usize,
+    ) {
+        let more = self.search.run(store, query, 0, ef, max_evaluated);
+        if !more || self.search.evaluated() >= max_evaluated {
+            self.exhausted = true;
+        }
+        let horizon = if self.exhausted {
+            f32::INFINITY
+        } else {
+            self.search.horizon()
+        };
+        for &c in self.search.found() {
+            if c.distance <= horizon && !self.handed_out.contains(c.node) {
+                self.handed_out.insert(c.node);
+                self.ready.push(c);
+            }
+        }
+        self.ready.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
+    /// Nodes skipped because a later round found them after farther ones
+    /// had been returned.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+
+    /// Distances computed so far.
+    pub fn evaluated(&self) -> usize {
+        self.search.evaluated()
+    }
+}
