@@ -406,13 +406,14 @@ mod tests {
         let g = build(Metric::L2, &data, 8, 32);
         let q = Metric::L2.prepare(&[0.5, 0.5, 0.5, 0.5]).expect("ok");
         let mut scan = OrderedScan::new(10);
-        let mut close = 0;
+        let (mut close, mut returned) = (0, 0);
         while let Some(c) = scan.next(&g, &q, usize::MAX) {
+            returned += 1;
             if c.distance < 1e-6 {
                 close += 1;
             }
         }
-        assert_eq!(close + scan.dropped(), 300);
-        assert!(scan.dropped() < 30, "dropped {}", scan.dropped());
+        assert_eq!(returned + scan.dropped(), g.len(), "every node reached");
+        assert!(close >= 290, "only {close} of 300 near-duplicates returned");
     }
 }
