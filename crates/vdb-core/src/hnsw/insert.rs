@@ -21,6 +21,8 @@ use super::{Candidate, GraphStore, GraphWrite, NodeId, Point};
 pub struct Plan {
     pub level: u8,
     pub lists: Vec<Vec<NodeId>>,
+    /// The closest node found on level 0 (to detect an exact duplicate).
+    pub nearest: Option<Candidate>,
 }
 
 /// Chooses the neighbours of a new point of the given level. `this` is the
@@ -36,35 +38,64 @@ pub fn plan<S: GraphStore + ?Sized>(
     let params = *store.params();
     let mut lists = vec![Vec::new(); usize::from(level) + 1];
     let Some(entry) = store.entry() else {
-        return Plan { level, lists };
+        return Plan {
+            level,
+            lists,
+            nearest: None,
+        };
     };
     if Some(entry.node) == this {
-        return Plan { level, lists };
+        return Plan {
+            level,
+            lists,
+            nearest: None,
+        };
     }
     let mut scratch = Vec::new();
     let start = descend(store, point, entry, level, &mut scratch);
     let mut starts = vec![start];
+    let mut nearest_found = None;
     for lc in (0..=level.min(entry.level)).rev() {
         let mut nearest = search_layer(store, search, point, &starts, lc, params.ef_construction);
         nearest.retain(|c| Some(c.node) != this);
+        if lc == 0 {
+            nearest_found = nearest.first().copied();
+        }
         let chosen = select_neighbors(store, &nearest, params.max_neighbors(lc));
         lists[usize::from(lc)] = chosen.iter().map(|c| c.node).collect();
         if !nearest.is_empty() {
             starts = nearest;
         }
     }
-    Plan { level, lists }
+    Plan {
+        level,
+        lists,
+        nearest: nearest_found,
+    }
 }
 
 /// Adds `node` to the lists of the neighbours `plan` chose for it.
+///
+/// If no neighbour keeps it on level 0 (every list full of closer points,
+/// as for an outlier), the nearest neighbour trades its farthest link for
+/// it: a node without an incoming edge could never be found.
 pub fn link_back<S: GraphWrite + ?Sized>(store: &S, node: NodeId, plan: &Plan) {
     for (level, list) in plan.lists.iter().enumerate() {
         let level = level as u8;
         let max = store.params().max_neighbors(level);
+        let mut kept = false;
         for &neighbor in list {
             store.update_neighbors(neighbor, level, &mut |current: &mut Vec<NodeId>| {
                 add_neighbor(store, neighbor, current, node, max);
+                kept |= current.contains(&node);
             });
+        }
+        if level == 0 && !kept {
+            if let Some(&nearest) = list.first() {
+                store.update_neighbors(nearest, 0, &mut |current: &mut Vec<NodeId>| {
+                    replace_farthest(store, nearest, current, node);
+                });
+            }
         }
     }
 }
@@ -98,4 +129,25 @@ pub fn add_neighbor<S: GraphStore + ?Sized>(
         .into_iter()
         .map(|c| c.node)
         .collect();
+}
+
+/// Puts `new` in place of the neighbour of `base` farthest from it.
+pub fn replace_farthest<S: GraphStore + ?Sized>(
+    store: &S,
+    base: NodeId,
+    current: &mut Vec<NodeId>,
+    new: NodeId,
+) {
+    if current.contains(&new) {
+        return;
+    }
+    let farthest = current
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (store.distance_between(base, n), i))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match farthest {
+        Some((_, i)) => current[i] = new,
+        None => current.push(new),
+    }
 }

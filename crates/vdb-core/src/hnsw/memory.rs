@@ -8,7 +8,7 @@
 //! between rayon threads without `unsafe`; a per-node mutex makes each
 //! list's read-modify-write atomic, as in hnswlib.
 
-use super::insert::{link_back, plan};
+use super::insert::{link_back, plan, replace_farthest};
 use super::search::LayerSearch;
 use super::{Entry, GraphStore, GraphWrite, NodeId, Params, Point};
 use parking_lot::{Mutex, RwLock};
@@ -187,6 +187,12 @@ impl MemoryGraph {
     /// Links every pushed node, in parallel on the current rayon pool.
     /// `progress` counts linked nodes; setting `cancel` makes the remaining
     /// inserts return at once.
+    ///
+    /// Nodes are linked in a seeded random order, not in id order: rows
+    /// often arrive grouped (by cluster, by time), and HNSW built one
+    /// cluster after another links clusters poorly (measured: 446 of 10,000
+    /// points no longer found themselves on clustered 128-d data, 6 in
+    /// random order).
     pub fn build(&self, progress: &AtomicUsize, cancel: &AtomicBool) {
         thread_local! {
             static SEARCH: RefCell<LayerSearch> = RefCell::new(LayerSearch::new());
@@ -194,16 +200,73 @@ impl MemoryGraph {
         if self.is_empty() {
             return;
         }
-        SEARCH.with(|s| self.insert(0, &mut s.borrow_mut()));
+        let order = permutation(self.len(), self.seed);
+        SEARCH.with(|s| self.insert(order[0], &mut s.borrow_mut()));
         progress.fetch_add(1, Relaxed);
-        (1..self.len() as NodeId).into_par_iter().for_each(|id| {
+        order[1..].par_iter().for_each(|&id| {
             if cancel.load(Relaxed) {
                 return;
             }
             SEARCH.with(|s| self.insert(id, &mut s.borrow_mut()));
             progress.fetch_add(1, Relaxed);
         });
+        if !cancel.load(Relaxed) {
+            self.link_orphans();
+        }
     }
+
+    /// Nodes nothing links to on level 0 (besides the entry point).
+    pub fn orphans(&self) -> Vec<NodeId> {
+        let mut linked = vec![false; self.len()];
+        let mut list = Vec::new();
+        for node in 0..self.len() as NodeId {
+            self.read_list(node, 0, &mut list);
+            for &n in &list {
+                linked[n as usize] = true;
+            }
+        }
+        let entry = self.entry().map(|e| e.node);
+        (0..self.len() as NodeId)
+            .filter(|&n| !linked[n as usize] && Some(n) != entry)
+            .collect()
+    }
+
+    /// Gives every orphan an incoming edge: later prunes can take away the
+    /// one a node got when it was inserted. Its nearest neighbour trades its
+    /// farthest link for it; a few rounds settle the rare orphans a trade
+    /// creates.
+    fn link_orphans(&self) {
+        let mut list = Vec::new();
+        for _ in 0..4 {
+            let orphans = self.orphans();
+            if orphans.is_empty() {
+                return;
+            }
+            for orphan in orphans {
+                self.read_list(orphan, 0, &mut list);
+                let nearest = list.iter().copied().min_by(|&a, &b| {
+                    self.distance_between(orphan, a)
+                        .total_cmp(&self.distance_between(orphan, b))
+                });
+                if let Some(nearest) = nearest {
+                    self.update_neighbors(nearest, 0, &mut |current: &mut Vec<NodeId>| {
+                        replace_farthest(self, nearest, current, orphan);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The ids `0..n` in a seeded random order (Fisher–Yates).
+pub fn permutation(n: usize, seed: u64) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = (0..n as NodeId).collect();
+    let mut state = seed;
+    for i in (1..n).rev() {
+        state = super::splitmix64(state);
+        ids.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    ids
 }
 
 impl GraphStore for MemoryGraph {
@@ -415,5 +478,77 @@ mod tests {
         }
         assert_eq!(returned + scan.dropped(), g.len(), "every node reached");
         assert!(close >= 290, "only {close} of 300 near-duplicates returned");
+    }
+
+    /// Rows arriving one cluster after another must not cost recall.
+    #[test]
+    fn clustered_arrival_order_keeps_points_findable() {
+        let mut rng = SmallRng::seed_from_u64(9);
+        let centres = random_points(20, 64, 10);
+        let mut data = Vec::new();
+        for c in &centres {
+            for _ in 0..250 {
+                data.push(
+                    c.iter()
+                        .map(|x| x + 0.1 * rng.gen_range(-1.0f32..1.0))
+                        .collect::<Vec<f32>>(),
+                );
+            }
+        }
+        let g = build(Metric::Cosine, &data, 16, 64);
+        let mut misses = 0;
+        for node in 0..g.len() as NodeId {
+            let mut scan = OrderedScan::new(40);
+            if scan.next(&g, &g.point(node), usize::MAX).map(|c| c.node) != Some(node) {
+                misses += 1;
+            }
+        }
+        // Measured: about 30 in random order, about 290 in arrival order.
+        assert!(
+            misses <= g.len() / 50,
+            "{misses} of {} points not found by their own vector",
+            g.len()
+        );
+    }
+
+    #[test]
+    fn permutation_is_a_shuffle() {
+        let p = permutation(1000, 3);
+        let mut sorted = p.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
+        assert_ne!(p[..10], sorted[..10]);
+    }
+
+    /// A point far from everything still gets an incoming edge, so every
+    /// node stays reachable from the entry point.
+    #[test]
+    fn outliers_are_reachable() {
+        let mut data = random_points(3000, 8, 11);
+        data.push(vec![-500.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        data.push(vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 900.0]);
+        let g = build(Metric::L2, &data, 8, 32);
+        assert!(g.orphans().is_empty(), "orphans: {:?}", g.orphans());
+        // Breadth-first from the entry point over all levels.
+        let entry = g.entry().expect("entry").node;
+        let mut seen = vec![false; g.len()];
+        seen[entry as usize] = true;
+        let mut queue = vec![entry];
+        let mut list = Vec::new();
+        while let Some(n) = queue.pop() {
+            for level in 0..=g.level(n) {
+                g.neighbors(n, level, &mut list);
+                for &m in &list {
+                    if !std::mem::replace(&mut seen[m as usize], true) {
+                        queue.push(m);
+                    }
+                }
+            }
+        }
+        assert!(
+            seen.iter().all(|s| *s),
+            "{} unreachable",
+            seen.iter().filter(|s| !**s).count()
+        );
     }
 }

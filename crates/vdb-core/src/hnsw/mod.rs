@@ -100,7 +100,7 @@ impl PartialOrd for Candidate {
 ///
 /// Reads must be internally consistent (a neighbour list is copied whole);
 /// the store decides how (buffer share locks, per-node mutexes).
-pub trait GraphStore: Sync {
+pub trait GraphStore {
     fn params(&self) -> &Params;
 
     /// The entry point, or `None` for an empty graph.

@@ -3,9 +3,11 @@
 //! `ORDER BY ... LIMIT k` when a `WHERE` clause throws rows away.
 //!
 //! The first round is the ordinary level-0 search with `ef = ef_search`;
-//! its results are handed out nearest first. When they run out, the same
-//! search continues with twice the `ef` (the frontier and visited set are
-//! kept, so no work is repeated) and hands out the next ring of results.
+//! the nearer half of its results is handed out, nearest first. When that
+//! runs out, the same search continues with twice the `ef` (the frontier
+//! and visited set are kept, so no work is repeated) and hands out the next
+//! ring, again only up to half its depth: nodes near a round's horizon are
+//! the ones a wider search may still find closer neighbours of.
 //! A node found in a later round that is nearer than one already handed
 //! out cannot be returned without breaking the order; it is skipped and
 //! counted in [`OrderedScan::dropped`] (pgvector's "strict order" does the
@@ -79,7 +81,7 @@ impl OrderedScan {
     }
 
     /// Runs the search for `ef` and moves the newly settled results, those
-    /// within the `ef`-th distance, into `ready`.
+    /// within the distance of the `ef/2`-th nearest, into `ready`.
     fn round<S: GraphStore + ?Sized>(
         &mut self,
         store: &S,
