@@ -222,3 +222,57 @@ CREATE OPERATOR CLASS vector_ops
     OPERATOR 4 >=,
     OPERATOR 5 >,
     FUNCTION 1 vector_cmp(vector, vector);
+
+-- vhnsw index ---------------------------------------------------------------
+
+CREATE OPERATOR <@> (
+    LEFTARG = vector, RIGHTARG = vector, PROCEDURE = poincare_distance, COMMUTATOR = '<@>'
+);
+COMMENT ON OPERATOR <@> (vector, vector) IS 'hyperbolic (Poincare ball) distance';
+
+CREATE FUNCTION vhnsw_handler(internal) RETURNS index_am_handler
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_handler' LANGUAGE C;
+
+CREATE ACCESS METHOD vhnsw TYPE INDEX HANDLER vhnsw_handler;
+COMMENT ON ACCESS METHOD vhnsw IS 'HNSW index for approximate nearest-neighbour search';
+
+CREATE FUNCTION vhnsw_support_l2(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_l2' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_ip(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_ip' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_cosine(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_cosine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_l1(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_l1' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_poincare(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_poincare' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS vector_l2_ops FOR TYPE vector USING vhnsw AS
+    OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_l2(internal);
+
+CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING vhnsw AS
+    OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_ip(internal);
+
+CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING vhnsw AS
+    OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_cosine(internal);
+
+CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING vhnsw AS
+    OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_l1(internal);
+
+CREATE OPERATOR CLASS vector_poincare_ops FOR TYPE vector USING vhnsw AS
+    OPERATOR 1 <@> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_poincare(internal);
+
+CREATE FUNCTION vhnsw_check(regclass) RETURNS text
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_check' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vhnsw_check(regclass) IS 'structural problems of a vhnsw index, one per line (empty if none)';
+
+CREATE FUNCTION vhnsw_stats_text(regclass) RETURNS text
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_stats' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_stats(index regclass) RETURNS jsonb
+    AS $$ SELECT vhnsw_stats_text(index)::jsonb $$ LANGUAGE sql STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'shape of a vhnsw index: nodes, levels, degrees, size';

@@ -196,6 +196,16 @@ impl<'fcx> Args<'fcx> {
     }
 }
 
+/// The elements of a (possibly toasted) `vector` datum; a detoasted copy
+/// lives in the current memory context.
+///
+/// # Safety
+/// `datum` must be a non-null `vector` value valid for `'a`.
+pub unsafe fn detoast_vector<'a>(datum: Datum) -> SqlResult<&'a [f32]> {
+    // SAFETY: (caller) datum is a vector; detoasting yields a valid varlena.
+    unsafe { vector_elements(pg_sys::pg_detoast_datum(datum.cast_mut_ptr())) }
+}
+
 /// Reads a detoasted `vector` varlena as a slice of its elements.
 ///
 /// # Safety
@@ -311,4 +321,9 @@ pub fn push_real(out: &mut Vec<u8>, x: f32) {
     // bytes into buf and has no other effect.
     let n = unsafe { float_to_shortest_decimal_bufn(x, buf.as_mut_ptr().cast()) };
     out.extend_from_slice(&buf[..usize::try_from(n).unwrap_or(0).min(buf.len())]);
+}
+
+/// A `text` result.
+pub fn text_datum(s: &str) -> Datum {
+    bytea_datum(s.as_bytes())
 }

@@ -1,19 +1,28 @@
-//! vdb: a pgvector-compatible `vector` type with distance operators for
-//! PostgreSQL, written in Rust with pgrx.
+//! vdb: a pgvector-compatible `vector` type, distance operators and the
+//! `vhnsw` HNSW index for PostgreSQL, written in Rust with pgrx.
 //!
 //! The SQL surface is declared by hand in `sql/vdb.sql`; each C symbol it
 //! names is defined with [`fmgr::pg_fn!`] in the module that owns it:
-//! [`vector`] for the type, its I/O, arithmetic, casts and aggregates, and
-//! [`distance`] for the distance functions behind the operators.
+//! [`vector`] for the type, its I/O, arithmetic, casts and aggregates,
+//! [`distance`] for the distance functions behind the operators, [`am`] for
+//! the index access method over the pages of [`storage`].
 
+pub mod am;
 pub mod distance;
 pub mod error;
 pub mod fmgr;
+pub mod storage;
 pub mod vector;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/vdb.sql", name = "vdb_sql", bootstrap);
+
+/// Registers the GUCs and index options when the library is loaded.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    am::options::init();
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -6,6 +6,7 @@ mod aggregates;
 mod casts;
 mod errors;
 mod functions;
+mod index;
 mod io;
 mod knn;
 mod support;

@@ -1,0 +1,539 @@
+//! `ambuild` and `ambuildempty`.
+//!
+//! The heap is read through the table AM's index build scan into a
+//! [`MemoryGraph`]; identical vectors become one node with several heap
+//! TIDs. The graph is then built in parallel on all cores with rayon and
+//! written out page by page, WAL-logged as full-page images.
+//!
+//! Rayon threads never call Postgres: they run with every signal blocked,
+//! and the backend's own thread keeps reporting progress and watching for
+//! cancellation while they work. A panic in a worker becomes an `ERROR`.
+//!
+//! Memory stays within `maintenance_work_mem`: when the next point would
+//! not fit, the graph built so far is written out (with a NOTICE), and
+//! the remaining rows are inserted into the on-disk graph one at a time.
+
+use super::insert::{insert_point, tid_of};
+use super::options::index_options;
+use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare};
+use crate::error::{SqlError, SqlResult};
+use crate::fmgr::detoast_vector;
+use crate::storage::buffer::{Block, BulkWriter};
+use crate::storage::graph::{
+    encode_slot, encode_upper, new_meta, put_meta, write_overflow, PageGraph,
+};
+use crate::storage::layout::{
+    self, Geometry, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER,
+    PAYLOAD,
+};
+use crate::storage::Index;
+use pgrx::pg_sys;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use vdb_core::hnsw::memory::MemoryGraph;
+use vdb_core::hnsw::search::LayerSearch;
+use vdb_core::hnsw::{GraphStore, Metric, NodeId, Params, Point};
+
+/// `CREATE INDEX` sub-phases reported in `pg_stat_progress_create_index`.
+pub const PHASE_LOAD: i64 = 2;
+pub const PHASE_GRAPH: i64 = 3;
+pub const PHASE_WRITE: i64 = 4;
+
+/// `ambuildphasename`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &std::ffi::CStr = match phase {
+        1 => c"initializing",
+        PHASE_LOAD => c"loading tuples",
+        PHASE_GRAPH => c"building graph",
+        PHASE_WRITE => c"writing index pages",
+        _ => return std::ptr::null_mut(),
+    };
+    name.as_ptr().cast_mut()
+}
+
+fn report(param: u32, value: i64) {
+    // SAFETY: progress reporting is a plain shared-memory write.
+    unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) };
+}
+
+struct BuildState {
+    index: Index,
+    metric: Metric,
+    m: usize,
+    ef_construction: usize,
+    dims: usize,
+    budget: usize,
+    graph: Option<MemoryGraph>,
+    /// Heap TIDs per node: the first, and any identical rows after it.
+    first_tid: Vec<Tid>,
+    extra_tids: HashMap<NodeId, Vec<Tid>>,
+    /// Nodes by hash of their vector, to find identical vectors.
+    by_hash: HashMap<u64, Vec<NodeId>>,
+    /// After a flush: the on-disk graph the remaining rows go into.
+    disk: Option<PageGraph>,
+    search: LayerSearch,
+    index_tuples: f64,
+    /// Per-row scratch memory (detoasted values).
+    row_context: pg_sys::MemoryContext,
+}
+
+impl BuildState {
+    fn params(&self) -> Params {
+        Params {
+            metric: self.metric,
+            m: self.m,
+            ef_construction: self.ef_construction,
+        }
+    }
+
+    fn used_bytes(&self) -> usize {
+        let nodes = self.graph.as_ref().map_or(0, MemoryGraph::len);
+        // graph arrays + first TID + hash entry
+        nodes * (MemoryGraph::bytes_per_node(self.dims, self.m) + 6 + 40)
+    }
+
+    fn add(&mut self, point: Point, tid: Tid) -> SqlResult<()> {
+        if let Some(disk) = self.disk.as_mut() {
+            return insert_point(disk, &mut self.search, &point, tid);
+        }
+        let hash = hash_vector(&point.vec);
+        if self.graph.is_none() {
+            self.graph = Some(MemoryGraph::new(self.params(), self.dims, 0x5eed));
+        }
+        let used = self.used_bytes();
+        let graph = self.graph.as_mut().expect("created above");
+        if let Some(nodes) = self.by_hash.get(&hash) {
+            if let Some(&node) = nodes
+                .iter()
+                .find(|&&n| graph.vector(n) == point.vec.as_slice())
+            {
+                self.extra_tids.entry(node).or_default().push(tid);
+                return Ok(());
+            }
+        }
+        if used + MemoryGraph::bytes_per_node(self.dims, self.m) > self.budget && !graph.is_empty()
+        {
+            pgrx::ereport!(
+                NOTICE,
+                pgrx::PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                format!(
+                    "vhnsw graph no longer fits into maintenance_work_mem after {} vectors",
+                    graph.len()
+                ),
+                "The rest are inserted one at a time, which is slower. Increase maintenance_work_mem to build faster."
+            );
+            self.flush()?;
+            return self.add(point, tid);
+        }
+        let node = graph.push(&point);
+        self.first_tid.push(tid);
+        self.by_hash.entry(hash).or_default().push(node);
+        Ok(())
+    }
+
+    /// Builds the in-memory graph and writes it out; later rows go to disk.
+    fn flush(&mut self) -> SqlResult<()> {
+        let graph = self
+            .graph
+            .take()
+            .unwrap_or_else(|| MemoryGraph::new(self.params(), self.dims, 0x5eed));
+        build_in_parallel(&graph)?;
+        report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
+        write_index(
+            self.index,
+            &graph,
+            &self.first_tid,
+            &self.extra_tids,
+            self.metric,
+            self.ef_construction,
+        );
+        self.first_tid = Vec::new();
+        self.extra_tids = HashMap::new();
+        self.by_hash = HashMap::new();
+        self.disk = Some(PageGraph::open_for_write(self.index)?);
+        report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
+        Ok(())
+    }
+}
+
+fn hash_vector(v: &[f32]) -> u64 {
+    v.iter().fold(0x2545_f491_4f6c_dd1d, |h, x| {
+        vdb_core::hnsw::splitmix64(h ^ u64::from(x.to_bits()))
+    })
+}
+
+/// The table AM calls this for every heap row.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn build_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: state is the BuildState ambuild passed to the scan; values,
+    // isnull and tid describe one row of a single-column index.
+    unsafe {
+        let state = &mut *state.cast::<BuildState>();
+        if *isnull {
+            return;
+        }
+        let old = pg_sys::MemoryContextSwitchTo(state.row_context);
+        let result = (|| {
+            let raw = detoast_vector(*values)?;
+            let Some(point) = prepare(state.metric, raw)? else {
+                return Ok(());
+            };
+            if state.dims == 0 {
+                state.dims = raw.len();
+                if let Some(disk) = state.disk.as_mut() {
+                    disk.fix_dims(raw.len());
+                }
+            }
+            check_dims(state.dims, raw.len())?;
+            state.index_tuples += 1.0;
+            state.add(point, tid_of(&*tid))
+        })();
+        pg_sys::MemoryContextSwitchTo(old);
+        pg_sys::MemoryContextReset(state.row_context);
+        or_raise(result);
+    }
+}
+
+/// `ambuild`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    // SAFETY: Postgres keeps the index open for the whole build.
+    let index_rel = unsafe { Index::new(index) };
+    if crate::storage::buffer::block_count(index_rel) != 0 {
+        or_raise::<()>(Err(SqlError::internal("index already contains data")));
+    }
+    let (m, ef_construction) = index_options(index_rel);
+    let metric = or_raise(opclass_metric(index_rel));
+    // SAFETY: maintenance_work_mem is a plain GUC variable (in kB).
+    let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
+    // SAFETY: a child of the current (build) context, reset per row.
+    let row_context = unsafe {
+        pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            c"vhnsw build row".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        )
+    };
+    let mut state = BuildState {
+        index: index_rel,
+        metric,
+        m,
+        ef_construction,
+        dims: column_dims(index_rel).unwrap_or(0),
+        budget,
+        graph: None,
+        first_tid: Vec::new(),
+        extra_tids: HashMap::new(),
+        by_hash: HashMap::new(),
+        disk: None,
+        search: LayerSearch::new(),
+        index_tuples: 0.0,
+        row_context,
+    };
+    report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
+    // SAFETY: the callback receives &mut state for the duration of the scan.
+    let heap_tuples = unsafe {
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            index_info,
+            true,
+            true,
+            Some(build_callback),
+            (&mut state as *mut BuildState).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if state.disk.is_none() {
+        or_raise(state.flush());
+    }
+    // SAFETY: palloc0 returns a zeroed IndexBuildResult.
+    unsafe {
+        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+            .cast::<pg_sys::IndexBuildResult>();
+        (*result).heap_tuples = heap_tuples;
+        (*result).index_tuples = state.index_tuples;
+        result
+    }
+}
+
+/// `ambuildempty`: the metapage of an unlogged index's init fork.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    // SAFETY: Postgres keeps the index open for the call.
+    let index_rel = unsafe { Index::new(index) };
+    let (m, ef_construction) = index_options(index_rel);
+    let metric = or_raise(opclass_metric(index_rel));
+    let mut meta = new_meta(
+        column_dims(index_rel).unwrap_or(0),
+        metric,
+        m,
+        ef_construction,
+    );
+    meta.node_extent_count = 1;
+    meta.upper_extent_count = 1;
+    // SAFETY: the init fork is new and ours; the page is initialised, filled,
+    // marked dirty and WAL-logged under its exclusive lock.
+    unsafe {
+        let buffer = pg_sys::ReadBufferExtended(
+            index,
+            pg_sys::ForkNumber::INIT_FORKNUM,
+            pg_sys::InvalidBlockNumber,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        let page = pg_sys::BufferGetPage(buffer);
+        pg_sys::PageInit(page, layout::BLCKSZ, layout::SPECIAL);
+        let bytes = std::slice::from_raw_parts_mut(page.cast::<u8>(), layout::BLCKSZ);
+        *layout::opaque_mut(bytes) = layout::PageOpaque {
+            kind: PageKind::Meta as u16,
+            flags: 0,
+            next: INVALID_BLOCK,
+        };
+        put_meta(bytes, &meta);
+        pg_sys::MarkBufferDirty(buffer);
+        pg_sys::log_newpage_buffer(buffer, true);
+        pg_sys::UnlockReleaseBuffer(buffer);
+    }
+}
+
+/// Blocks every signal in this thread until dropped, so that threads
+/// spawned meanwhile inherit a fully blocked mask and never run the
+/// backend's signal handlers.
+struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigfillset/pthread_sigmask only write the sets passed.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked { old }
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in new().
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// Links every node of `graph` using all cores. Returns once the workers
+/// are done; a query cancel stops them and raises the cancel's ERROR.
+fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
+    let total = graph.len();
+    report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
+    report(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, total as i64);
+    let progress = AtomicUsize::new(0);
+    let cancel = AtomicBool::new(false);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let outcome = std::thread::scope(|scope| {
+        let worker = {
+            let _blocked = SignalsBlocked::new();
+            scope.spawn(|| -> Result<(), String> {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("vhnsw-build-{i}"))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                pool.install(|| graph.build(&progress, &cancel));
+                Ok(())
+            })
+        };
+        while !worker.is_finished() {
+            // SAFETY: InterruptPending is a sig_atomic_t the signal
+            // handlers set; a volatile read sees their writes.
+            if unsafe { std::ptr::read_volatile(&raw const pg_sys::InterruptPending) } != 0 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+            report(
+                pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+                progress.load(Ordering::Relaxed) as i64,
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        worker.join()
+    });
+    // Raises the pending cancel, if any, now that no worker runs.
+    pgrx::check_for_interrupts!();
+    match outcome {
+        Ok(Ok(())) => {
+            report(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, total as i64);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(SqlError::internal(format!(
+            "vhnsw build could not start its threads: {e}"
+        ))),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(SqlError::internal(format!(
+                "vhnsw build failed in a worker thread: {msg}"
+            )))
+        }
+    }
+}
+
+/// Writes a built graph as a fresh index: metapage, overflow pages of
+/// duplicate TIDs, the node region as one extent, the upper region as one
+/// extent; then the real metapage.
+fn write_index(
+    index: Index,
+    graph: &MemoryGraph,
+    first_tid: &[Tid],
+    extra_tids: &HashMap<NodeId, Vec<Tid>>,
+    metric: Metric,
+    ef_construction: usize,
+) {
+    let params = graph.params();
+    let g = Geometry::new(graph.dims(), params.m);
+    let mut meta = new_meta(graph.dims(), metric, params.m, ef_construction);
+    let mut w = BulkWriter::new(index);
+    let meta_block = w.append(PageKind::Meta, |_| {});
+
+    // Overflow chains for nodes with more identical rows than fit inline.
+    let mut overflow: HashMap<NodeId, Block> = HashMap::new();
+    let mut dup_nodes: Vec<&NodeId> = extra_tids.keys().collect();
+    dup_nodes.sort_unstable();
+    for &node in dup_nodes {
+        let all: Vec<Tid> = std::iter::once(first_tid[node as usize])
+            .chain(extra_tids[&node].iter().copied())
+            .collect();
+        let mut next = INVALID_BLOCK;
+        for chunk in all
+            .get(INLINE_TIDS..)
+            .unwrap_or_default()
+            .chunks(OVERFLOW_TIDS)
+            .rev()
+        {
+            next = w.append(PageKind::Overflow, |page| write_overflow(page, chunk, next));
+        }
+        if next != INVALID_BLOCK {
+            overflow.insert(node, next);
+        }
+    }
+
+    // Node region: one extent of exactly the units needed.
+    let n = graph.len() as u32;
+    let units = if g.nodes_per_page > 0 {
+        n.div_ceil(g.nodes_per_page as u32)
+    } else {
+        n
+    };
+    meta.node_base_units = units;
+    meta.node_extent_count = 1;
+    meta.node_extents[0] = if units > 0 {
+        w.next_block()
+    } else {
+        INVALID_BLOCK
+    };
+    let mut upper_first = Vec::with_capacity(graph.len());
+    let mut upper_count = 0u32;
+    for node in 0..n {
+        upper_first.push(upper_count);
+        upper_count += u32::from(graph.level(node));
+    }
+    let mut list = Vec::new();
+    let slot_of = |node: NodeId, list: &mut Vec<NodeId>| {
+        graph.neighbors(node, 0, list);
+        let tids: Vec<Tid> = std::iter::once(first_tid[node as usize])
+            .chain(
+                extra_tids
+                    .get(&node)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .take(INLINE_TIDS),
+            )
+            .collect();
+        encode_slot(
+            &g,
+            &Point {
+                vec: graph.vector(node).to_vec(),
+                aux: graph.aux(node),
+            },
+            &tids,
+            graph.level(node),
+            upper_first[node as usize],
+            overflow.get(&node).copied().unwrap_or(INVALID_BLOCK),
+            list,
+        )
+    };
+    for unit in 0..units {
+        if g.nodes_per_page > 0 {
+            let first = unit * g.nodes_per_page as u32;
+            let last = (first + g.nodes_per_page as u32).min(n);
+            w.append(PageKind::Node, |page| {
+                for node in first..last {
+                    let slot = slot_of(node, &mut list);
+                    let start = PAGE_HEADER + (node - first) as usize * g.node_size;
+                    page[start..start + slot.len()].copy_from_slice(&slot);
+                }
+            });
+        } else {
+            let slot = slot_of(unit, &mut list);
+            for chunk in slot.chunks(PAYLOAD) {
+                w.append(PageKind::Node, |page| {
+                    page[PAGE_HEADER..PAGE_HEADER + chunk.len()].copy_from_slice(chunk)
+                });
+            }
+        }
+    }
+
+    // Upper region: one extent.
+    let pages = upper_count.div_ceil(g.uppers_per_page as u32);
+    meta.upper_base_units = pages;
+    meta.upper_extent_count = 1;
+    meta.upper_extents[0] = if pages > 0 {
+        w.next_block()
+    } else {
+        INVALID_BLOCK
+    };
+    let mut images = vec![vec![0u8; PAYLOAD]; pages as usize];
+    for node in 0..n {
+        for level in 1..=graph.level(node) {
+            graph.neighbors(node, level, &mut list);
+            let (page, offset) = g.upper_page(upper_first[node as usize] + u32::from(level) - 1);
+            images[page as usize][offset..offset + g.upper_size]
+                .copy_from_slice(&encode_upper(&g, &list));
+        }
+    }
+    for image in &images {
+        w.append(PageKind::Upper, |page| {
+            page[PAGE_HEADER..PAGE_HEADER + PAYLOAD].copy_from_slice(image)
+        });
+    }
+
+    meta.node_count = n;
+    meta.upper_count = upper_count;
+    let entry = graph.entry();
+    meta.entry_node = entry.map_or(NO_NODE, |e| e.node);
+    meta.entry_level = entry.map_or(0, |e| u32::from(e.level));
+    w.rewrite(meta_block, |page| put_meta(page, &meta));
+    w.finish();
+}

@@ -1,0 +1,131 @@
+//! Index options (`WITH (m = 16, ef_construction = 64)`) and the GUCs that
+//! tune searches at run time.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const M_DEFAULT: i32 = 16;
+pub const M_MIN: i32 = 2;
+pub const M_MAX: i32 = 100;
+pub const EF_CONSTRUCTION_DEFAULT: i32 = 64;
+pub const EF_CONSTRUCTION_MIN: i32 = 4;
+pub const EF_CONSTRUCTION_MAX: i32 = 1000;
+
+/// `vhnsw.ef_search`: candidates kept by a search; more is slower and more
+/// accurate.
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+
+/// `vhnsw.max_scan_tuples`: most index entries one scan examines when it
+/// has to keep going (filters, large LIMITs).
+pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
+static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// Parsed reloptions, laid out as `build_reloptions` fills them.
+#[repr(C)]
+struct RawOptions {
+    vl_len_: i32,
+    m: i32,
+    ef_construction: i32,
+}
+
+/// Registers the GUCs and the reloptions; called from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"vhnsw.ef_search",
+        c"Sets the size of the candidate list of vhnsw searches.",
+        c"Larger values give better recall and slower queries. Valid range is 1..1000.",
+        &EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vhnsw.max_scan_tuples",
+        c"Sets the most index entries a vhnsw scan examines when it has to keep going.",
+        c"Bounds scans that need more rows than ef_search (filters, large LIMITs).",
+        &MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: called once per backend from _PG_init, before any index is
+    // opened; the reloption strings are static.
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"vhnsw".as_ptr());
+        let kind = pg_sys::add_reloption_kind();
+        RELOPT_KIND.store(kind, Ordering::Relaxed);
+        pg_sys::add_int_reloption(
+            kind,
+            c"m".as_ptr(),
+            c"Max number of neighbours per node and level (2m on level 0)".as_ptr(),
+            M_DEFAULT,
+            M_MIN,
+            M_MAX,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            kind,
+            c"ef_construction".as_ptr(),
+            c"Size of the candidate list while building the graph".as_ptr(),
+            EF_CONSTRUCTION_DEFAULT,
+            EF_CONSTRUCTION_MIN,
+            EF_CONSTRUCTION_MAX,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+    }
+}
+
+/// `amoptions`: parses and validates the reloptions.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
+    let table = [
+        pg_sys::relopt_parse_elt {
+            optname: c"m".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(RawOptions, m) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"ef_construction".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(RawOptions, ef_construction) as i32,
+        },
+    ];
+    // SAFETY: build_reloptions fills a palloc'd RawOptions from the table;
+    // out-of-range values raise ERROR when validate is true.
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND.load(Ordering::Relaxed),
+            std::mem::size_of::<RawOptions>(),
+            table.as_ptr(),
+            table.len() as i32,
+        )
+        .cast()
+    }
+}
+
+/// `(m, ef_construction)` of an index, defaults filled in.
+pub fn index_options(index: crate::storage::Index) -> (usize, usize) {
+    // SAFETY: rd_options is null or the RawOptions amoptions returned.
+    let raw = unsafe { (*index.raw()).rd_options.cast::<RawOptions>().as_ref() };
+    let (m, efc) = raw.map_or((M_DEFAULT, EF_CONSTRUCTION_DEFAULT), |o| {
+        (o.m, o.ef_construction)
+    });
+    (m as usize, efc as usize)
+}
+
+pub fn ef_search() -> usize {
+    EF_SEARCH.get().max(1) as usize
+}
+
+pub fn max_scan_tuples() -> usize {
+    MAX_SCAN_TUPLES.get().max(1) as usize
+}

@@ -1,0 +1,189 @@
+//! `ambeginscan`, `amrescan`, `amgettuple`, `amendscan`: ordered scans.
+//!
+//! The first `amgettuple` runs the HNSW search with `vhnsw.ef_search`;
+//! rows come out nearest first. A scan asked for more (a large `LIMIT`, or
+//! a `WHERE` clause discarding rows) keeps going with a widening search
+//! ([`OrderedScan`]), still in non-decreasing distance, until
+//! `vhnsw.max_scan_tuples` index entries have been examined.
+
+use super::options::{ef_search, max_scan_tuples};
+use super::utils::{check_dims, or_raise};
+use crate::error::SqlResult;
+use crate::fmgr::detoast_vector;
+use crate::storage::graph::PageGraph;
+use crate::storage::layout::Tid;
+use pgrx::pg_sys;
+use pgrx::PgMemoryContexts;
+use vdb_core::hnsw::scan::OrderedScan;
+use vdb_core::hnsw::{GraphStore, Point, Unindexable};
+
+/// Per-scan state, owned by the scan's memory context.
+#[derive(Default)]
+struct ScanState {
+    started: bool,
+    search: Option<Search>,
+    /// TIDs of the current node still to return, last first.
+    tids: Vec<Tid>,
+}
+
+struct Search {
+    graph: PageGraph,
+    query: Point,
+    scan: OrderedScan,
+    limit: usize,
+}
+
+impl Search {
+    /// Prepares a search for the query vector, or `None` for an empty index.
+    fn start(index: crate::storage::Index, raw: &[f32]) -> SqlResult<Option<Search>> {
+        let graph = PageGraph::open(index)?;
+        if graph.node_count() == 0 {
+            return Ok(None);
+        }
+        check_dims(graph.dims(), raw.len()).map_err(|_| {
+            crate::error::SqlError::data(format!(
+                "different vector dimensions {} and {}",
+                graph.dims(),
+                raw.len()
+            ))
+        })?;
+        let metric = graph.params().metric;
+        let query = match metric.prepare(raw) {
+            Ok(p) => p,
+            // Every distance to a zero vector is NaN: any order is right.
+            Err(Unindexable::ZeroVector) => Point {
+                vec: raw.to_vec(),
+                aux: 0.0,
+            },
+            Err(Unindexable::OutsideUnitBall) => {
+                return Err(crate::error::SqlError::data(
+                    "poincare_distance requires points strictly inside the unit ball",
+                ))
+            }
+        };
+        Ok(Some(Search {
+            graph,
+            query,
+            scan: OrderedScan::new(ef_search()),
+            limit: max_scan_tuples(),
+        }))
+    }
+
+    /// TIDs of the next node in distance order.
+    fn next_tids(&mut self) -> Option<Vec<Tid>> {
+        loop {
+            let c = self.scan.next(&self.graph, &self.query, self.limit)?;
+            let node = self.graph.tids(c.node);
+            if !node.deleted && !node.tids.is_empty() {
+                return Some(node.tids);
+            }
+        }
+    }
+}
+
+fn state(scan: pg_sys::IndexScanDesc) -> &'static mut ScanState {
+    // SAFETY: ambeginscan stored a ScanState that lives as long as the
+    // scan's memory context, which outlives every call on the scan.
+    unsafe { &mut *(*scan).opaque.cast::<ScanState>() }
+}
+
+/// `ambeginscan`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: std::ffi::c_int,
+    norderbys: std::ffi::c_int,
+) -> pg_sys::IndexScanDesc {
+    // SAFETY: RelationGetIndexScan allocates the descriptor in the current
+    // memory context; the state is dropped when that context is deleted.
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        let mut context = PgMemoryContexts::CurrentMemoryContext;
+        (*scan).opaque = context.leak_and_drop_on_delete(ScanState::default()).cast();
+        scan
+    }
+}
+
+/// `amrescan`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amrescan(
+    scan: pg_sys::IndexScanDesc,
+    keys: pg_sys::ScanKey,
+    nkeys: std::ffi::c_int,
+    orderbys: pg_sys::ScanKey,
+    norderbys: std::ffi::c_int,
+) {
+    // SAFETY: the key arrays have the sizes given and the descriptor has
+    // room for them (allocated by RelationGetIndexScan).
+    unsafe {
+        if !keys.is_null() && nkeys > 0 {
+            std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
+        }
+        if !orderbys.is_null() && norderbys > 0 {
+            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+        }
+    }
+    *state(scan) = ScanState::default();
+}
+
+/// `amgettuple`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    _dir: pg_sys::ScanDirection::Type,
+) -> bool {
+    let st = state(scan);
+    if !st.started {
+        st.started = true;
+        // SAFETY: the scan descriptor is valid; vhnsw is only used with one
+        // ORDER BY key whose argument is a vector (or NULL).
+        unsafe {
+            if (*scan).numberOfOrderBys < 1 {
+                crate::fmgr::raise(crate::error::SqlError::internal(
+                    "cannot scan a vhnsw index without ORDER BY",
+                ));
+            }
+            let key = &*(*scan).orderByData;
+            if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                return false;
+            }
+            let raw = or_raise(detoast_vector(key.sk_argument));
+            st.search = or_raise(Search::start(
+                crate::storage::Index::new((*scan).indexRelation),
+                raw,
+            ));
+        }
+    }
+    loop {
+        if let Some(tid) = st.tids.pop() {
+            // SAFETY: the descriptor is valid; we return one heap TID whose
+            // order needs no recheck.
+            unsafe {
+                let t = &mut (*scan).xs_heaptid;
+                t.ip_blkid.bi_hi = tid.0[0];
+                t.ip_blkid.bi_lo = tid.0[1];
+                t.ip_posid = tid.0[2];
+                (*scan).xs_recheck = false;
+                (*scan).xs_recheckorderby = false;
+            }
+            return true;
+        }
+        let Some(search) = st.search.as_mut() else {
+            return false;
+        };
+        pgrx::check_for_interrupts!();
+        match search.next_tids() {
+            Some(mut tids) => {
+                tids.reverse();
+                st.tids = tids;
+            }
+            None => return false,
+        }
+    }
+}
+
+/// `amendscan`: the state goes with the scan's memory context.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
+    *state(scan) = ScanState::default();
+}

@@ -1,0 +1,103 @@
+//! `ambulkdelete` and `amvacuumcleanup`.
+//!
+//! Bulk delete removes the heap TIDs VACUUM reports dead, before the heap
+//! can reuse their slots, so a stale index entry can never point at a new
+//! row. A node left without TIDs is flagged deleted: it keeps its links, so
+//! searches still pass through it, but it is never returned.
+
+use super::utils::{or_raise, GraphLock};
+use crate::storage::buffer::block_count;
+use crate::storage::graph::PageGraph;
+use crate::storage::layout::Tid;
+use crate::storage::Index;
+use pgrx::pg_sys;
+
+fn stats_or_new(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+    if stats.is_null() {
+        // SAFETY: palloc0 returns a zeroed result struct.
+        unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()).cast() }
+    } else {
+        stats
+    }
+}
+
+/// `ambulkdelete`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambulkdelete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    callback_state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    let stats = stats_or_new(stats);
+    // SAFETY: info and its open index are valid for the call.
+    let index = unsafe { Index::new((*info).index) };
+    let Some(is_dead) = callback else {
+        return stats;
+    };
+    let _lock = GraphLock::acquire(index);
+    let mut graph = or_raise(PageGraph::open_for_write(index));
+    let (mut removed, mut kept) = (0f64, 0f64);
+    for node in 0..graph.node_count() {
+        if node % 1024 == 0 {
+            pgrx::check_for_interrupts!();
+        }
+        let current = graph.tids(node);
+        if current.tids.is_empty() {
+            continue;
+        }
+        let live: Vec<Tid> = current
+            .tids
+            .iter()
+            .copied()
+            .filter(|t| {
+                let mut item = pg_sys::ItemPointerData::default();
+                item.ip_blkid.bi_hi = t.0[0];
+                item.ip_blkid.bi_lo = t.0[1];
+                item.ip_posid = t.0[2];
+                // SAFETY: the callback VACUUM gave us, with its state.
+                !unsafe { is_dead(&mut item, callback_state) }
+            })
+            .collect();
+        kept += live.len() as f64;
+        if live.len() < current.tids.len() {
+            removed += (current.tids.len() - live.len()) as f64;
+            graph.set_tids(node, &live);
+        }
+    }
+    graph.flush_meta();
+    // SAFETY: stats is a valid result struct.
+    unsafe {
+        (*stats).tuples_removed += removed;
+        (*stats).num_index_tuples = kept;
+        (*stats).num_pages = block_count(index);
+    }
+    stats
+}
+
+/// `amvacuumcleanup`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amvacuumcleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: info and its open index are valid for the call.
+    let (index, analyze_only) = unsafe { (Index::new((*info).index), (*info).analyze_only) };
+    if analyze_only {
+        return stats;
+    }
+    let had_stats = !stats.is_null();
+    let stats = stats_or_new(stats);
+    if !had_stats {
+        // No bulk delete ran: count the entries.
+        let graph = or_raise(PageGraph::open(index));
+        let tuples: usize = (0..graph.node_count())
+            .map(|n| graph.tids(n).tids.len())
+            .sum();
+        // SAFETY: stats is a valid result struct.
+        unsafe { (*stats).num_index_tuples = tuples as f64 };
+    }
+    // SAFETY: stats is a valid result struct.
+    unsafe { (*stats).num_pages = block_count(index) };
+    stats
+}

@@ -1,0 +1,111 @@
+//! `amvalidate`: checks an operator class against what vhnsw understands:
+//! ORDER BY operators with strategy 1 only, and support function 1.
+
+use pgrx::pg_sys;
+
+/// The fixed part of a catalog tuple (C's `GETSTRUCT`).
+///
+/// # Safety
+/// `tuple` must be a valid catalog heap tuple of a `T` row.
+unsafe fn get_struct<T>(tuple: &pg_sys::HeapTupleData) -> &T {
+    // SAFETY: (caller) the row data starts t_hoff bytes into t_data.
+    unsafe {
+        &*tuple
+            .t_data
+            .cast::<u8>()
+            .add(usize::from((*tuple.t_data).t_hoff))
+            .cast::<T>()
+    }
+}
+
+/// Runs `f` on each row of a catalog cache list keyed by `key`.
+///
+/// # Safety
+/// `cache` must be a list cache whose rows are `T`s.
+unsafe fn for_each_row<T>(cache: u32, key: pg_sys::Oid, mut f: impl FnMut(&T)) {
+    // SAFETY: (caller) the list holds valid catalog tuples until released.
+    unsafe {
+        let list = pg_sys::SearchSysCacheList(
+            cache as i32,
+            1,
+            pg_sys::Datum::from(key),
+            0.into(),
+            0.into(),
+        );
+        for member in (*list).members.as_slice((*list).n_members as usize) {
+            f(get_struct::<T>(&(**member).tuple));
+        }
+        pg_sys::ReleaseCatCacheList(list);
+    }
+}
+
+fn warn(message: String) {
+    pgrx::ereport!(
+        INFO,
+        pgrx::PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+        message
+    );
+}
+
+/// `amvalidate`
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups of an existing operator class and its family.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::CLAOID as i32,
+            pg_sys::Datum::from(opclass),
+        );
+        if tuple.is_null() {
+            warn(format!(
+                "cache lookup failed for operator class {}",
+                opclass.to_u32()
+            ));
+            return false;
+        }
+        let family = get_struct::<pg_sys::FormData_pg_opclass>(&*tuple).opcfamily;
+        pg_sys::ReleaseSysCache(tuple);
+
+        let mut ok = true;
+        for_each_row::<pg_sys::FormData_pg_amop>(
+            pg_sys::SysCacheIdentifier::AMOPSTRATEGY,
+            family,
+            |op| {
+                if op.amopstrategy != 1 || op.amoppurpose != pg_sys::AMOP_ORDER as std::ffi::c_char
+                {
+                    warn(format!(
+                    "vhnsw operator family {} has operator {} with strategy {} that is not an ORDER BY operator of strategy 1",
+                    family.to_u32(),
+                    op.amopopr.to_u32(),
+                    op.amopstrategy
+                ));
+                    ok = false;
+                }
+            },
+        );
+        let mut has_support = false;
+        for_each_row::<pg_sys::FormData_pg_amproc>(
+            pg_sys::SysCacheIdentifier::AMPROCNUM,
+            family,
+            |proc| {
+                if proc.amprocnum == 1 {
+                    has_support = true;
+                } else {
+                    warn(format!(
+                        "vhnsw operator family {} has unknown support function {}",
+                        family.to_u32(),
+                        proc.amprocnum
+                    ));
+                    ok = false;
+                }
+            },
+        );
+        if !has_support {
+            warn(format!(
+                "vhnsw operator family {} lacks support function 1",
+                family.to_u32()
+            ));
+        }
+        ok && has_support
+    }
+}

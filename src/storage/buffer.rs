@@ -1,0 +1,343 @@
+//! Buffer access with RAII guards: the only way vdb reads or writes an
+//! index page.
+//!
+//! - [`PageRead`]: a pinned, share-locked page, released on drop.
+//! - [`WalBatch`]: up to four pages changed together under one generic WAL
+//!   record. Pages are only writable through it; [`WalBatch::commit`]
+//!   logs and applies the changes, and dropping an uncommitted batch
+//!   (early return, `?`, panic, or an `ERROR` unwinding through Rust)
+//!   aborts the record and leaves the pages untouched. A page change that
+//!   is not WAL-logged cannot be written.
+//! - [`BulkWriter`]: `CREATE INDEX` appends pages sequentially and logs
+//!   them as full-page images in batches, as `log_newpage_range` does.
+//!
+//! All `unsafe` of the index lives here and in the AM callbacks' entry
+//! points.
+
+use super::layout::{self, PageKind, BLCKSZ, SPECIAL};
+use super::Index;
+use pgrx::pg_sys;
+
+pub type Block = u32;
+
+/// `InvalidSubTransactionId` (not exported by pg_sys).
+const INVALID_SUB_TRANSACTION_ID: pg_sys::SubTransactionId = 0;
+
+/// Whether changes to `rel` must be WAL-logged (PostgreSQL's
+/// `RelationNeedsWAL`).
+pub fn needs_wal(rel: Index) -> bool {
+    // SAFETY: rel is an open relation; rd_rel is always set.
+    unsafe {
+        let r = &*rel.raw();
+        let permanent =
+            (*r.rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
+        let wal_needed = pg_sys::wal_level >= pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32;
+        permanent
+            && (wal_needed
+                || (r.rd_createSubid == INVALID_SUB_TRANSACTION_ID
+                    && r.rd_firstRelfilenodeSubid == INVALID_SUB_TRANSACTION_ID))
+    }
+}
+
+/// Number of blocks in the relation's main fork.
+pub fn block_count(rel: Index) -> Block {
+    // SAFETY: rel is an open relation.
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel.raw(), pg_sys::ForkNumber::MAIN_FORKNUM) }
+}
+
+fn read_buffer(rel: Index, block: Block) -> pg_sys::Buffer {
+    // SAFETY: rel is open; ReadBufferExtended raises ERROR for a block
+    // beyond the end of the relation.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            rel.raw(),
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            block,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// A pinned, share-locked page.
+pub struct PageRead {
+    buffer: pg_sys::Buffer,
+}
+
+impl PageRead {
+    pub fn new(rel: Index, block: Block) -> PageRead {
+        let buffer = read_buffer(rel, block);
+        // SAFETY: the buffer is pinned by us.
+        unsafe { pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
+        PageRead { buffer }
+    }
+
+    /// The page's bytes, valid while the guard lives.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the buffer is pinned and share-locked for the guard's
+        // lifetime, so its BLCKSZ bytes are readable and nobody writes them.
+        unsafe {
+            std::slice::from_raw_parts(pg_sys::BufferGetPage(self.buffer).cast::<u8>(), BLCKSZ)
+        }
+    }
+}
+
+impl Drop for PageRead {
+    fn drop(&mut self) {
+        // SAFETY: we hold the pin and the share lock.
+        unsafe { pg_sys::UnlockReleaseBuffer(self.buffer) };
+    }
+}
+
+/// Extends the relation by `n` zeroed pages under the relation extension
+/// lock (so they are contiguous) and returns the first new block. The pages
+/// stay uninitialised until first written through a [`WalBatch`].
+pub fn extend(rel: Index, n: u32) -> Block {
+    let mut first = layout::INVALID_BLOCK;
+    // SAFETY: the extension lock serialises P_NEW extensions of rel; each
+    // new buffer comes back pinned and is released at once.
+    unsafe {
+        pg_sys::LockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32);
+        for i in 0..n {
+            let buffer = read_buffer(rel, pg_sys::InvalidBlockNumber);
+            if i == 0 {
+                first = pg_sys::BufferGetBlockNumber(buffer);
+            }
+            pg_sys::ReleaseBuffer(buffer);
+        }
+        pg_sys::UnlockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32);
+    }
+    first
+}
+
+/// Pages modified together under one generic WAL record.
+pub struct WalBatch {
+    rel: Index,
+    state: *mut pg_sys::GenericXLogState,
+    buffers: Vec<pg_sys::Buffer>,
+    pages: Vec<*mut u8>,
+    finished: bool,
+}
+
+/// Most buffers one generic WAL record can cover (`MAX_GENERIC_XLOG_PAGES`).
+pub const MAX_BATCH_PAGES: usize = 4;
+
+impl WalBatch {
+    pub fn start(rel: Index) -> WalBatch {
+        // SAFETY: rel is an open index relation.
+        let state = unsafe { pg_sys::GenericXLogStart(rel.raw()) };
+        WalBatch {
+            rel,
+            state,
+            buffers: Vec::new(),
+            pages: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// Locks `block` exclusively and adds it to the record; returns its
+    /// index in the batch (registering a block twice returns the same
+    /// index). With `init`, the page is (re)initialised as that kind and
+    /// logged as a full image.
+    pub fn page(&mut self, block: Block, init: Option<PageKind>) -> usize {
+        self.register(block, init, false)
+    }
+
+    /// Like [`page`](Self::page), initialising the page as `kind` (with a
+    /// full image) only if it was never initialised: fresh from relation
+    /// extension, or zeroed by a crash before its first write reached WAL.
+    pub fn page_init_if_new(&mut self, block: Block, kind: PageKind) -> usize {
+        self.register(block, Some(kind), true)
+    }
+
+    fn register(&mut self, block: Block, init: Option<PageKind>, only_if_new: bool) -> usize {
+        // SAFETY: buffers are pinned and exclusively locked before being
+        // registered, and stay so until finish/abort (Drop).
+        unsafe {
+            if let Some(i) = self
+                .buffers
+                .iter()
+                .position(|&b| pg_sys::BufferGetBlockNumber(b) == block)
+            {
+                assert!(
+                    init.is_none(),
+                    "a page is initialised when first registered"
+                );
+                return i;
+            }
+            assert!(
+                self.buffers.len() < MAX_BATCH_PAGES,
+                "a generic WAL record covers at most 4 pages"
+            );
+            let buffer = read_buffer(self.rel, block);
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            // Generic WAL fixes a buffer's flags when it is registered, so
+            // decide now whether the record carries a full image.
+            let current =
+                std::slice::from_raw_parts(pg_sys::BufferGetPage(buffer).cast::<u8>(), BLCKSZ);
+            let init = init.filter(|_| !only_if_new || layout::is_new(current));
+            let flags = if init.is_some() {
+                pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
+            } else {
+                0
+            };
+            let page = pg_sys::GenericXLogRegisterBuffer(self.state, buffer, flags).cast::<u8>();
+            self.buffers.push(buffer);
+            self.pages.push(page);
+            if let Some(kind) = init {
+                init_page(page, kind);
+            }
+            self.buffers.len() - 1
+        }
+    }
+
+    /// Pages registered so far.
+    pub fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        // SAFETY: pages[i] is GenericXLog's BLCKSZ-byte working copy of an
+        // exclusively locked buffer, owned by this batch.
+        unsafe { std::slice::from_raw_parts(self.pages[i], BLCKSZ) }
+    }
+
+    pub fn bytes_mut(&mut self, i: usize) -> &mut [u8] {
+        // SAFETY: as in bytes(); &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.pages[i], BLCKSZ) }
+    }
+
+    /// WAL-logs the changes and applies them to the buffers.
+    pub fn commit(mut self) {
+        // SAFETY: state is live and every registered buffer is still locked.
+        unsafe { pg_sys::GenericXLogFinish(self.state) };
+        self.finished = true;
+    }
+}
+
+impl Drop for WalBatch {
+    fn drop(&mut self) {
+        // SAFETY: an unfinished state is aborted (discarding the working
+        // copies); then the locks and pins taken in `page` are released.
+        unsafe {
+            if !self.finished {
+                pg_sys::GenericXLogAbort(self.state);
+            }
+            for &b in &self.buffers {
+                pg_sys::UnlockReleaseBuffer(b);
+            }
+        }
+    }
+}
+
+/// Initialises a page as an empty page of `kind`.
+///
+/// # Safety
+/// `page` must point to BLCKSZ writable bytes.
+unsafe fn init_page(page: *mut u8, kind: PageKind) {
+    // SAFETY: (caller) page is a writable BLCKSZ-byte page image.
+    unsafe {
+        pg_sys::PageInit(page.cast(), BLCKSZ, SPECIAL);
+        let bytes = std::slice::from_raw_parts_mut(page, BLCKSZ);
+        *layout::opaque_mut(bytes) = layout::PageOpaque {
+            kind: kind as u16,
+            flags: 0,
+            next: layout::INVALID_BLOCK,
+        };
+        // The whole payload is ours: keep it out of the FPI "hole".
+        layout::set_pd_lower(bytes, layout::PAYLOAD);
+    }
+}
+
+/// Appends pages to a new index during `CREATE INDEX`, WAL-logging them as
+/// full-page images in runs of 32 (when the relation needs WAL).
+pub struct BulkWriter {
+    rel: Index,
+    logged_up_to: Block,
+    next: Block,
+    wal: bool,
+}
+
+impl BulkWriter {
+    /// The relation must be empty.
+    pub fn new(rel: Index) -> BulkWriter {
+        BulkWriter {
+            rel,
+            logged_up_to: 0,
+            next: block_count(rel),
+            wal: needs_wal(rel),
+        }
+    }
+
+    /// The block the next `append` writes.
+    pub fn next_block(&self) -> Block {
+        self.next
+    }
+
+    /// Appends a page of `kind` filled by `fill`; returns its block.
+    pub fn append(&mut self, kind: PageKind, fill: impl FnOnce(&mut [u8])) -> Block {
+        let buffer = read_buffer(self.rel, pg_sys::InvalidBlockNumber);
+        // SAFETY: the new buffer is pinned; we lock it exclusively, fill
+        // its page and mark it dirty before releasing it. The index is new
+        // and locked by CREATE INDEX, so nobody else extends it.
+        let block = unsafe {
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            let page = pg_sys::BufferGetPage(buffer).cast::<u8>();
+            init_page(page, kind);
+            fill(std::slice::from_raw_parts_mut(page, BLCKSZ));
+            pg_sys::MarkBufferDirty(buffer);
+            let block = pg_sys::BufferGetBlockNumber(buffer);
+            pg_sys::UnlockReleaseBuffer(buffer);
+            block
+        };
+        self.next = block + 1;
+        if self.next - self.logged_up_to >= 32 {
+            self.log_pending();
+        }
+        block
+    }
+
+    /// Rewrites an already appended page (the metapage, last).
+    pub fn rewrite(&mut self, block: Block, fill: impl FnOnce(&mut [u8])) {
+        let buffer = read_buffer(self.rel, block);
+        // SAFETY: as in append; the page keeps its initialisation.
+        unsafe {
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            fill(std::slice::from_raw_parts_mut(
+                pg_sys::BufferGetPage(buffer).cast::<u8>(),
+                BLCKSZ,
+            ));
+            pg_sys::MarkBufferDirty(buffer);
+            if self.wal && block < self.logged_up_to {
+                pg_sys::log_newpage_buffer(buffer, true);
+            }
+            pg_sys::UnlockReleaseBuffer(buffer);
+        }
+    }
+
+    fn log_pending(&mut self) {
+        if self.wal && self.next > self.logged_up_to {
+            // SAFETY: the pages in the range exist and are unlocked;
+            // log_newpage_range locks each, logs a full image, sets its LSN.
+            unsafe {
+                pg_sys::log_newpage_range(
+                    self.rel.raw(),
+                    pg_sys::ForkNumber::MAIN_FORKNUM,
+                    self.logged_up_to,
+                    self.next,
+                    true,
+                )
+            };
+        }
+        self.logged_up_to = self.next;
+    }
+
+    /// Logs whatever is not logged yet.
+    pub fn finish(mut self) {
+        self.log_pending();
+    }
+}

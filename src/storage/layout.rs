@@ -1,0 +1,414 @@
+//! The byte layout of every `vhnsw` page: the one place that knows it.
+//!
+//! ```text
+//!  block 0            node extents (contiguous runs of node pages)        upper extents          loose pages
+//! +----------+   +---------------------------------------------------+   +-----------------+   +----------+
+//! | metapage |   | node page | node page | ...   (extent k: 2^min(k,13) units)  | upper | upper |   | overflow |
+//! +----------+   +---------------------------------------------------+   +-----------------+   +----------+
+//!
+//! every page:  [ PageHeaderData 24 B | payload 8160 B                          | special: PageOpaque 8 B ]
+//!
+//! node page payload (nodes_per_page fixed-size slots, back to back):
+//!   [ slot 0 ][ slot 1 ] ... [ slot n-1 ]
+//!
+//! node slot (node_size = 32 + 8·m + 4·dims bytes, rounded to 4):
+//!   0  NodeHeader (32 B): flags, level, ntids, upper_first, overflow, n0, generation, aux, 2 inline TIDs
+//!  32  level-0 neighbours: [u32; 2·m]      (first n0 valid)
+//!  32 + 8m  vector: [f32; dims]            (prepared: unit length under cosine)
+//!
+//! upper page payload: [ upper slot ]...   upper slot = u16 count, u16 pad, [u32; m]
+//!   a node of level L ≥ 1 owns the L consecutive upper slots upper_first .. upper_first+L-1
+//!   (one per level 1..=L)
+//!
+//! overflow page payload: u32 count, then 6-byte heap TIDs; PageOpaque.next chains pages
+//! ```
+//!
+//! **Why this layout.** A node id is a dense `u32`. Its page and byte
+//! offset follow by arithmetic: `node / nodes_per_page` is its unit in the
+//! node region, `(node % nodes_per_page) · node_size` its offset; the unit's
+//! extent and place in it follow from the extent sizes ([`extent_of`]), and
+//! the extent's first block is one read of the metapage's extent table
+//! (copied once per scan), never a per-node lookup. `CREATE INDEX` writes
+//! the region as one extent of exactly the size it needs (`base_units`), so
+//! a fresh index has no empty pages; inserts after that grow the region by
+//! extents of 1, 2, 4, ... up to 8,192 units (64 MiB of one-page units),
+//! without moving anything.
+//!
+//! **What a search reads per hop**: the current node's slot (one page) for
+//! its level-0 neighbour list, a flat array of ids, then for each unseen
+//! neighbour the slot holding its vector (one page each), on which the
+//! distance is computed in place under a share lock, without copying.
+//! Level-0 lists live in the slot because every node has one and every hop
+//! reads one; upper-level lists are needed by about 1/(m−1) of the nodes and
+//! only during the short descent, so they live in their own region instead
+//! of wasting `m·4·levels` bytes in every slot.
+//!
+//! Identical vectors share one node: up to 2 heap TIDs inline, more in a
+//! chain of overflow pages. Vectors wider than one page (above ~2,000
+//! dimensions) make a slot span `pages_per_node` consecutive pages; the
+//! payloads are concatenated.
+
+use bytemuck::{Pod, Zeroable};
+
+pub const BLCKSZ: usize = 8192;
+/// `SizeOfPageHeaderData`, already MAXALIGNed.
+pub const PAGE_HEADER: usize = 24;
+pub const SPECIAL: usize = std::mem::size_of::<PageOpaque>();
+pub const PAYLOAD: usize = BLCKSZ - PAGE_HEADER - SPECIAL;
+
+pub const MAGIC: u32 = 0x5648_4e57; // "VHNW"
+pub const LAYOUT_VERSION: u32 = 1;
+
+pub const META_BLOCK: u32 = 0;
+pub const INVALID_BLOCK: u32 = u32::MAX;
+pub const NO_NODE: u32 = u32::MAX;
+
+/// Extent table sizes (in the metapage).
+pub const NODE_EXTENTS: usize = 1500;
+pub const UPPER_EXTENTS: usize = 500;
+/// Largest extent, in units.
+pub const MAX_EXTENT_UNITS: u32 = 1 << 13;
+
+/// Heap TIDs kept in the node slot itself.
+pub const INLINE_TIDS: usize = 2;
+
+/// What a page holds (stored in its special space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum PageKind {
+    Meta = 0x7601,
+    Node = 0x7602,
+    Upper = 0x7603,
+    Overflow = 0x7604,
+}
+
+/// The special space at the end of every page.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct PageOpaque {
+    pub kind: u16,
+    pub flags: u16,
+    /// Next page of a chain (overflow pages), or `INVALID_BLOCK`.
+    pub next: u32,
+}
+
+/// The metapage (block 0).
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct Meta {
+    pub magic: u32,
+    pub version: u32,
+    pub dims: u32,
+    pub metric: u8,
+    pub _pad0: u8,
+    pub m: u16,
+    pub ef_construction: u16,
+    pub _pad1: u16,
+    pub node_size: u32,
+    pub nodes_per_page: u32,
+    pub pages_per_node: u32,
+    pub upper_size: u32,
+    pub uppers_per_page: u32,
+    /// Entry point node, or `NO_NODE` for an empty graph.
+    pub entry_node: u32,
+    pub entry_level: u32,
+    /// Node ids below this are in use (allocated and written).
+    pub node_count: u32,
+    /// Upper slots below this are in use.
+    pub upper_count: u32,
+    /// Nodes that lost all their heap TIDs (kept for navigation).
+    pub deleted_nodes: u32,
+    pub node_extent_count: u32,
+    pub upper_extent_count: u32,
+    /// Reserved for the pending list and free-slot list.
+    pub pending_head: u32,
+    pub pending_tail: u32,
+    pub pending_count: u32,
+    pub free_head: u32,
+    /// Units in node extent 0 (written whole by CREATE INDEX).
+    pub node_base_units: u32,
+    /// Pages in upper extent 0.
+    pub upper_base_units: u32,
+    pub reserved: [u32; 8],
+    pub _pad2: u32,
+    pub last_merge: i64,
+    /// First block of each node extent.
+    pub node_extents: [u32; NODE_EXTENTS],
+    /// First block of each upper extent.
+    pub upper_extents: [u32; UPPER_EXTENTS],
+}
+
+const _: () = assert!(std::mem::size_of::<Meta>() <= PAYLOAD);
+
+/// The fixed part of a node slot.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct NodeHeader {
+    pub flags: u8,
+    pub level: u8,
+    /// Inline TIDs in use.
+    pub ntids: u16,
+    /// First upper slot (levels 1..=level).
+    pub upper_first: u32,
+    /// First overflow page of further TIDs, or `INVALID_BLOCK`.
+    pub overflow: u32,
+    /// Level-0 neighbours in use.
+    pub n0: u16,
+    /// Bumped each time the slot is reused, so a scan can tell.
+    pub generation: u16,
+    pub aux: f32,
+    pub tids: [Tid; INLINE_TIDS],
+}
+
+pub const NODE_HEADER: usize = std::mem::size_of::<NodeHeader>();
+const _: () = assert!(NODE_HEADER == 32);
+
+/// `NodeHeader::flags`
+pub const NODE_IN_USE: u8 = 1;
+/// The node has no live heap TIDs left; it stays for navigation.
+pub const NODE_DELETED: u8 = 2;
+
+/// A heap TID, bit-compatible with `ItemPointerData` (`bi_hi`, `bi_lo`,
+/// `ip_posid`, native-endian `u16`s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Pod, Zeroable, Default)]
+#[repr(C)]
+pub struct Tid(pub [u16; 3]);
+
+impl Tid {
+    pub fn new(block: u32, offset: u16) -> Tid {
+        Tid([(block >> 16) as u16, block as u16, offset])
+    }
+
+    pub fn block(self) -> u32 {
+        (u32::from(self.0[0]) << 16) | u32::from(self.0[1])
+    }
+
+    pub fn offset(self) -> u16 {
+        self.0[2]
+    }
+}
+
+/// Header of an overflow page's payload.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct OverflowHeader {
+    pub count: u32,
+}
+
+pub const OVERFLOW_TIDS: usize =
+    (PAYLOAD - std::mem::size_of::<OverflowHeader>()) / std::mem::size_of::<Tid>();
+
+/// Sizes derived from dimensions and `m`; fixed for the life of an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub dims: usize,
+    pub m: usize,
+    pub node_size: usize,
+    /// Slots per page, or 0 when a slot spans pages.
+    pub nodes_per_page: usize,
+    /// Pages per slot when a slot spans pages, else 1.
+    pub pages_per_node: usize,
+    pub upper_size: usize,
+    pub uppers_per_page: usize,
+}
+
+impl Geometry {
+    pub fn new(dims: usize, m: usize) -> Geometry {
+        let node_size = (NODE_HEADER + 8 * m + 4 * dims).next_multiple_of(4);
+        let upper_size = 4 + 4 * m;
+        let (nodes_per_page, pages_per_node) = if node_size <= PAYLOAD {
+            (PAYLOAD / node_size, 1)
+        } else {
+            (0, node_size.div_ceil(PAYLOAD))
+        };
+        Geometry {
+            dims,
+            m,
+            node_size,
+            nodes_per_page,
+            pages_per_node,
+            upper_size,
+            uppers_per_page: PAYLOAD / upper_size,
+        }
+    }
+
+    pub fn from_meta(meta: &Meta) -> Geometry {
+        Geometry::new(meta.dims as usize, usize::from(meta.m))
+    }
+
+    /// Byte offset of the level-0 list in a slot.
+    pub fn neighbors_offset(&self) -> usize {
+        NODE_HEADER
+    }
+
+    /// Byte offset of the vector in a slot.
+    pub fn vector_offset(&self) -> usize {
+        NODE_HEADER + 8 * self.m
+    }
+
+    /// Pages in one unit of the node region (a page, or a spanning slot).
+    pub fn pages_per_node_unit(&self) -> usize {
+        self.pages_per_node
+    }
+
+    /// The unit of the node region holding `node`, and the slot's byte
+    /// offset in that unit's (concatenated) payload.
+    pub fn node_unit(&self, node: u32) -> (u32, usize) {
+        if self.nodes_per_page > 0 {
+            let per = self.nodes_per_page as u32;
+            (node / per, (node % per) as usize * self.node_size)
+        } else {
+            (node, 0)
+        }
+    }
+
+    /// Nodes that fit in the first `units` units.
+    pub fn nodes_in_units(&self, units: u64) -> u64 {
+        if self.nodes_per_page > 0 {
+            units * self.nodes_per_page as u64
+        } else {
+            units
+        }
+    }
+
+    /// Page of the upper region holding `slot`, and the slot's byte offset.
+    pub fn upper_page(&self, slot: u32) -> (u32, usize) {
+        let per = self.uppers_per_page as u32;
+        (slot / per, (slot % per) as usize * self.upper_size)
+    }
+}
+
+/// Units in extent `k` of a region whose extent 0 holds `base` units:
+/// then 1, 2, 4, ... doubling up to [`MAX_EXTENT_UNITS`].
+pub fn extent_units(base: u32, k: usize) -> u32 {
+    if k == 0 {
+        base
+    } else {
+        1u32 << (k - 1).min(13)
+    }
+}
+
+/// The extent holding region unit `unit`, and the unit's index within it.
+pub fn extent_of(base: u32, unit: u32) -> (usize, u32) {
+    if unit < base {
+        return (0, unit);
+    }
+    let unit = unit - base;
+    // Growth extents 1..=14 hold 2^14 − 1 units between them, then 2^13 each.
+    const GEOMETRIC: u32 = (1 << 14) - 1;
+    if unit < GEOMETRIC {
+        let k = (u32::BITS - 1 - (unit + 1).leading_zeros()) as usize;
+        (k + 1, unit - ((1 << k) - 1))
+    } else {
+        let rest = unit - GEOMETRIC;
+        (
+            15 + (rest / MAX_EXTENT_UNITS) as usize,
+            rest % MAX_EXTENT_UNITS,
+        )
+    }
+}
+
+/// Reads a `T` at `offset` of `bytes` (panics if out of range or misaligned,
+/// which the layout rules out).
+pub fn read<T: Pod>(bytes: &[u8], offset: usize) -> &T {
+    bytemuck::from_bytes(&bytes[offset..offset + std::mem::size_of::<T>()])
+}
+
+pub fn read_mut<T: Pod>(bytes: &mut [u8], offset: usize) -> &mut T {
+    bytemuck::from_bytes_mut(&mut bytes[offset..offset + std::mem::size_of::<T>()])
+}
+
+pub fn slice<T: Pod>(bytes: &[u8], offset: usize, len: usize) -> &[T] {
+    bytemuck::cast_slice(&bytes[offset..offset + len * std::mem::size_of::<T>()])
+}
+
+pub fn slice_mut<T: Pod>(bytes: &mut [u8], offset: usize, len: usize) -> &mut [T] {
+    bytemuck::cast_slice_mut(&mut bytes[offset..offset + len * std::mem::size_of::<T>()])
+}
+
+/// The payload of a whole page.
+pub fn payload(page: &[u8]) -> &[u8] {
+    &page[PAGE_HEADER..PAGE_HEADER + PAYLOAD]
+}
+
+pub fn payload_mut(page: &mut [u8]) -> &mut [u8] {
+    &mut page[PAGE_HEADER..PAGE_HEADER + PAYLOAD]
+}
+
+pub fn opaque(page: &[u8]) -> &PageOpaque {
+    read(page, BLCKSZ - SPECIAL)
+}
+
+pub fn opaque_mut(page: &mut [u8]) -> &mut PageOpaque {
+    read_mut(page, BLCKSZ - SPECIAL)
+}
+
+/// Sets `pd_lower` (byte 12 of the page header): WAL full-page images
+/// skip the hole between `pd_lower` and `pd_upper`, so it must cover all
+/// the data we keep in the payload.
+pub fn set_pd_lower(page: &mut [u8], payload_used: usize) {
+    let lower = (PAGE_HEADER + payload_used) as u16;
+    page[12..14].copy_from_slice(&lower.to_ne_bytes());
+}
+
+/// Whether a page was never initialised (all zeroes, as relation
+/// extension leaves it).
+pub fn is_new(page: &[u8]) -> bool {
+    // pd_upper == 0 only on a new page, as PageIsNew tests.
+    page[14..16] == [0, 0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_cover_units_without_gaps() {
+        for base in [0u32, 1, 7, 1000] {
+            let mut expected = (0usize, 0u32);
+            if base == 0 {
+                expected = (1, 0);
+            }
+            for unit in 0..200_000u32 {
+                assert_eq!(extent_of(base, unit), expected, "base {base} unit {unit}");
+                expected.1 += 1;
+                if expected.1 == extent_units(base, expected.0) {
+                    expected = (expected.0 + 1, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn geometry_of_common_shapes() {
+        let g = Geometry::new(50, 16);
+        assert_eq!(g.node_size, 32 + 128 + 200);
+        assert_eq!(g.nodes_per_page, PAYLOAD / 360);
+        assert_eq!(
+            g.node_unit(45),
+            (45 / g.nodes_per_page as u32, (45 % g.nodes_per_page) * 360)
+        );
+        let wide = Geometry::new(4096, 16);
+        assert_eq!((wide.nodes_per_page, wide.pages_per_node), (0, 3));
+        assert_eq!(wide.node_unit(7), (7, 0));
+        let max = Geometry::new(16000, 100);
+        assert!(max.pages_per_node >= 8);
+    }
+
+    #[test]
+    fn tid_round_trips() {
+        let t = Tid::new(0x0012_3456, 7);
+        assert_eq!((t.block(), t.offset()), (0x0012_3456, 7));
+    }
+
+    #[test]
+    fn meta_fits_and_capacity_is_large() {
+        assert!(std::mem::size_of::<Meta>() <= PAYLOAD);
+        let units: u64 = (1..NODE_EXTENTS)
+            .map(|k| u64::from(extent_units(0, k)))
+            .sum();
+        // Room to grow by at least 10 million slots after a build, even for
+        // vectors spanning pages.
+        assert!(units > 10_000_000, "{units}");
+    }
+}

@@ -1,0 +1,27 @@
+//! How a `vhnsw` index is stored: the page layout ([`layout`]), guarded
+//! buffer access with WAL ([`buffer`]), and the graph over pages ([`graph`]).
+
+pub mod buffer;
+pub mod graph;
+pub mod layout;
+
+use pgrx::pg_sys;
+
+/// An open index relation. Made once at the access-method boundary, where
+/// Postgres guarantees the relation stays open for the whole call; every
+/// storage function takes this instead of a raw pointer.
+#[derive(Debug, Clone, Copy)]
+pub struct Index(pg_sys::Relation);
+
+impl Index {
+    /// # Safety
+    /// `rel` must be an open index relation that stays open for as long as
+    /// the returned value (and copies of it) are used.
+    pub unsafe fn new(rel: pg_sys::Relation) -> Index {
+        Index(rel)
+    }
+
+    pub fn raw(self) -> pg_sys::Relation {
+        self.0
+    }
+}

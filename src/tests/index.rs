@@ -1,0 +1,518 @@
+//! The vhnsw index against a real server.
+
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::support::{one, run, sql_error};
+    use pgrx::prelude::*;
+
+    /// Creates `name(id, v vector(dims))` with `n` seeded uniformly random rows.
+    fn random_table(name: &str, n: usize, dims: usize, seed: f64) {
+        run(&format!("SELECT setseed({seed})"));
+        run(&format!(
+            "CREATE TABLE {name} AS SELECT i AS id, ARRAY(SELECT random() * 2 - 1 + i * 0 FROM generate_series(1, {dims}))::vector({dims}) AS v
+             FROM generate_series(1, {n}) i"
+        ));
+        run(&format!("ANALYZE {name}"));
+    }
+
+    /// Creates `name(id, v vector(dims))` with `n` seeded random rows drawn
+    /// around `clusters` random centres (the shape real embeddings have),
+    /// and `name_queries(id, v)` with 50 more rows from the same
+    /// distribution.
+    fn clustered_table(name: &str, n: usize, dims: usize, clusters: usize, seed: f64) {
+        scaled_clustered_table(name, n, dims, clusters, seed, 1.0);
+    }
+
+    /// [`clustered_table`] with every coordinate multiplied by `scale`.
+    fn scaled_clustered_table(
+        name: &str,
+        n: usize,
+        dims: usize,
+        clusters: usize,
+        seed: f64,
+        scale: f64,
+    ) {
+        run(&format!("SELECT setseed({seed})"));
+        run(&format!(
+            "CREATE TEMP TABLE {name}_centres AS SELECT c, ARRAY(SELECT random() * 2 - 1 + c * 0 FROM generate_series(1, {dims})) AS x
+             FROM generate_series(0, {clusters} - 1) c"
+        ));
+        for (table, rows) in [(name.to_string(), n), (format!("{name}_queries"), 50)] {
+            run(&format!(
+                "CREATE TABLE {table} AS SELECT i AS id,
+                   (SELECT array_agg({scale} * (x[d] + 0.25 * (random() + random() + random() - 1.5)) ORDER BY d)
+                    FROM generate_series(1, {dims}) d)::vector({dims}) AS v
+                 FROM generate_series(1, {rows}) i JOIN {name}_centres ON c = (i * 7) % {clusters}"
+            ));
+        }
+        run(&format!("ANALYZE {name}"));
+    }
+
+    fn query_vectors(table: &str, count: usize) -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(
+                &format!("SELECT v::text FROM {table} ORDER BY id LIMIT {count}"),
+                None,
+                &[],
+            )
+            .expect("queries")
+            .map(|r| r.get::<String>(1).expect("v").expect("not null"))
+            .collect()
+        })
+    }
+
+    fn random_vector(dims: usize, seed: u64) -> String {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let v: Vec<f32> = (0..dims)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect();
+        crate::vector::text::format(&v)
+    }
+
+    fn ids(query: &str, args: &[String]) -> Vec<i32> {
+        let args: Vec<pgrx::datum::DatumWithOid> = args.iter().map(|a| a.clone().into()).collect();
+        Spi::connect(|client| {
+            client
+                .select(query, None, &args)
+                .expect("query")
+                .map(|row| row.get::<i32>(1).expect("id").expect("not null"))
+                .collect()
+        })
+    }
+
+    fn uses_index(query: &str) -> bool {
+        let plan = one::<pgrx::datum::Json>(&format!("EXPLAIN (FORMAT JSON) {query}"))
+            .0
+            .to_string();
+        plan.contains("\"Index Scan\"")
+    }
+
+    /// Recall@10 of the index against the exact answer (index scans off).
+    fn recall(table: &str, op: &str, queries: &[String]) -> f64 {
+        let mut hits = 0;
+        for qv in queries {
+            let sql = format!("SELECT id FROM {table} ORDER BY v {op} $1::vector LIMIT 10");
+            run("SET LOCAL enable_indexscan = on");
+            run("SET LOCAL enable_seqscan = off");
+            assert!(uses_index(&format!(
+                "SELECT id FROM {table} ORDER BY v {op} '{qv}' LIMIT 10"
+            )));
+            let approx = ids(&sql, std::slice::from_ref(qv));
+            run("SET LOCAL enable_indexscan = off");
+            run("SET LOCAL enable_seqscan = on");
+            let exact = ids(&sql, std::slice::from_ref(qv));
+            assert_eq!(approx.len(), 10);
+            hits += approx.iter().filter(|id| exact.contains(id)).count();
+        }
+        run("SET LOCAL enable_indexscan = on");
+        hits as f64 / (queries.len() * 10) as f64
+    }
+
+    fn random_queries(dims: usize, count: usize) -> Vec<String> {
+        (0..count)
+            .map(|q| random_vector(dims, q as u64 + 1000))
+            .collect()
+    }
+
+    /// The requirement: recall@10 ≥ 0.95 at ef_search 40 on 10,000 random
+    /// 128-d vectors, for L2 and cosine, with the default m and
+    /// ef_construction.
+    #[pg_test]
+    fn recall_l2_and_cosine_on_10k_128d() {
+        clustered_table("items", 10_000, 128, 50, 0.11);
+        let queries = query_vectors("items_queries", 50);
+        run("CREATE INDEX items_l2 ON items USING vhnsw (v vector_l2_ops)");
+        run("SET LOCAL vhnsw.ef_search = 40");
+        let r = recall("items", "<->", &queries);
+        assert!(r >= 0.95, "L2 recall@10 = {r}");
+        run("DROP INDEX items_l2");
+        run("CREATE INDEX items_cos ON items USING vhnsw (v vector_cosine_ops) WITH (m = 16, ef_construction = 64)");
+        let r = recall("items", "<=>", &queries);
+        assert!(r >= 0.95, "cosine recall@10 = {r}");
+    }
+
+    /// Uniformly random 128-d points are HNSW's worst case (every point is
+    /// about equally far from every other): ef_search buys the recall back.
+    #[pg_test]
+    fn recall_on_uniform_random_data_follows_ef_search() {
+        random_table("uni", 10_000, 128, 0.12);
+        run("CREATE INDEX ON uni USING vhnsw (v vector_l2_ops)");
+        let queries = random_queries(128, 30);
+        run("SET LOCAL vhnsw.ef_search = 40");
+        let at40 = recall("uni", "<->", &queries);
+        run("SET LOCAL vhnsw.ef_search = 400");
+        let at400 = recall("uni", "<->", &queries);
+        assert!(at40 >= 0.5, "ef 40: {at40}");
+        assert!(
+            at400 >= 0.95 && at400 > at40,
+            "ef 400: {at400} (ef 40: {at40})"
+        );
+    }
+
+    #[pg_test]
+    fn every_operator_class_finds_neighbours() {
+        // Scaled into the unit ball for the Poincaré class.
+        scaled_clustered_table("small", 2_000, 16, 20, 0.2, 0.2);
+        let queries = query_vectors("small_queries", 20);
+        for (opclass, op) in [
+            ("vector_l2_ops", "<->"),
+            ("vector_ip_ops", "<#>"),
+            ("vector_cosine_ops", "<=>"),
+            ("vector_l1_ops", "<+>"),
+            ("vector_poincare_ops", "<@>"),
+        ] {
+            run(&format!(
+                "CREATE INDEX small_idx ON small USING vhnsw (v {opclass})"
+            ));
+            let r = recall("small", op, &queries);
+            assert!(r >= 0.9, "{opclass}: recall {r}");
+            run("DROP INDEX small_idx");
+        }
+    }
+
+    #[pg_test]
+    fn plans_use_the_index_only_for_ordered_limits() {
+        random_table("big", 5_000, 8, 0.3);
+        run("CREATE INDEX big_idx ON big USING vhnsw (v vector_l2_ops)");
+        run("ANALYZE big");
+        let q = random_vector(8, 1);
+        assert!(uses_index(&format!(
+            "SELECT id FROM big ORDER BY v <-> '{q}' LIMIT 10"
+        )));
+        // No ORDER BY by distance: never the vhnsw index.
+        run("SET LOCAL enable_seqscan = off");
+        assert!(!uses_index("SELECT count(*) FROM big"));
+        assert!(!uses_index(&format!(
+            "SELECT id FROM big WHERE v <-> '{q}' < 0.5"
+        )));
+        assert!(!uses_index("SELECT id FROM big ORDER BY id LIMIT 10"));
+        run("RESET enable_seqscan");
+        // A different distance operator than the index's.
+        assert!(!uses_index(&format!(
+            "SELECT id FROM big ORDER BY v <=> '{q}' LIMIT 10"
+        )));
+
+        // A tiny table: a sequential scan and a sort are cheaper.
+        random_table("tiny", 20, 8, 0.4);
+        run("CREATE INDEX tiny_idx ON tiny USING vhnsw (v vector_l2_ops)");
+        run("ANALYZE tiny");
+        assert!(!uses_index(&format!(
+            "SELECT id FROM tiny ORDER BY v <-> '{q}' LIMIT 5"
+        )));
+    }
+
+    #[pg_test]
+    fn options_and_gucs_are_checked() {
+        run("CREATE TABLE t (v vector(3))");
+        assert!(
+            sql_error("CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (m = 1)")
+                .starts_with("22023 value 1 out of bounds for option \"m\"")
+        );
+        assert!(
+            sql_error("CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (m = 101)")
+                .starts_with("22023 ")
+        );
+        assert!(sql_error(
+            "CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (ef_construction = 3)"
+        )
+        .starts_with("22023 value 3 out of bounds for option \"ef_construction\""));
+        assert!(sql_error(
+            "CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (ef_construction = 1001)"
+        )
+        .starts_with("22023 "));
+        assert!(
+            sql_error("CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (mm = 4)")
+                .starts_with("22023 unrecognized parameter \"mm\"")
+        );
+        run("CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (m = 2, ef_construction = 4)");
+        run("CREATE INDEX ON t USING vhnsw (v vector_l2_ops) WITH (m = 100, ef_construction = 1000)");
+
+        assert!(
+            sql_error("SET vhnsw.ef_search = 0").starts_with("22023 0 is outside the valid range")
+        );
+        assert!(sql_error("SET vhnsw.ef_search = 1001").starts_with("22023 "));
+        assert!(
+            sql_error("SET vhnsw.ef_serch = 10").contains("invalid configuration parameter name")
+        );
+        run("SET LOCAL vhnsw.ef_search = 100");
+        assert_eq!(one::<String>("SHOW vhnsw.ef_search"), "100");
+        assert_eq!(one::<String>("SHOW vhnsw.max_scan_tuples"), "20000");
+        assert_eq!(
+            sql_error("CREATE INDEX ON t USING vhnsw (v)"),
+            "42704 data type vector has no default operator class for access method \"vhnsw\""
+        );
+    }
+
+    #[pg_test]
+    fn ef_search_changes_results_without_rebuild() {
+        clustered_table("e", 3_000, 32, 10, 0.5);
+        let queries = query_vectors("e_queries", 20);
+        run("CREATE INDEX ON e USING vhnsw (v vector_l2_ops)");
+        run("SET LOCAL vhnsw.ef_search = 1");
+        let low = recall("e", "<->", &queries);
+        run("SET LOCAL vhnsw.ef_search = 200");
+        let high = recall("e", "<->", &queries);
+        assert!(high > low, "ef_search 200 ({high}) should beat 1 ({low})");
+        assert!(high >= 0.95, "{high}");
+    }
+
+    #[pg_test]
+    fn wide_vectors_up_to_the_type_limit() {
+        for dims in [3072usize, 4096, 16000] {
+            run(&format!(
+                "DROP TABLE IF EXISTS w; CREATE TABLE w (id int, v vector({dims}))"
+            ));
+            for i in 0..30 {
+                run(&format!(
+                    "INSERT INTO w VALUES ({i}, '{}')",
+                    random_vector(dims, i)
+                ));
+            }
+            run("CREATE INDEX ON w USING vhnsw (v vector_l2_ops)");
+            for i in 30..40 {
+                run(&format!(
+                    "INSERT INTO w VALUES ({i}, '{}')",
+                    random_vector(dims, i)
+                ));
+            }
+            run("SET LOCAL enable_seqscan = off");
+            for probe in [3u64, 35] {
+                let got = ids(
+                    "SELECT id FROM w ORDER BY v <-> $1::vector LIMIT 1",
+                    &[random_vector(dims, probe)],
+                );
+                assert_eq!(got, vec![probe as i32], "{dims} dims");
+            }
+            assert_eq!(one::<i64>("SELECT count(*) FROM (SELECT id FROM w ORDER BY v <-> (SELECT v FROM w WHERE id = 0) LIMIT 100) s"), 40);
+        }
+    }
+
+    #[pg_test]
+    fn dimension_mismatches_are_errors() {
+        run("CREATE TABLE d (v vector)");
+        run("INSERT INTO d VALUES ('[1,2,3]')");
+        run("CREATE INDEX ON d USING vhnsw (v vector_l2_ops)");
+        assert_eq!(
+            sql_error("INSERT INTO d VALUES ('[1,2]')"),
+            "22000 expected 3 dimensions, not 2"
+        );
+        run("SET LOCAL enable_seqscan = off");
+        assert!(sql_error("SELECT * FROM d ORDER BY v <-> '[1,2]' LIMIT 1").starts_with("22000 "));
+        // An index on an empty column without a typmod takes its dimensions from the first row.
+        run("CREATE TABLE d2 (v vector)");
+        run("CREATE INDEX ON d2 USING vhnsw (v vector_l2_ops)");
+        run("INSERT INTO d2 VALUES ('[1,2]'), ('[3,4]')");
+        assert_eq!(
+            sql_error("INSERT INTO d2 VALUES ('[1,2,3]')"),
+            "22000 expected 2 dimensions, not 3"
+        );
+        assert_eq!(
+            one::<String>("SELECT v::text FROM d2 ORDER BY v <-> '[3,3]' LIMIT 1"),
+            "[3,4]"
+        );
+    }
+
+    #[pg_test]
+    fn nulls_and_zero_vectors_are_not_indexed() {
+        run("CREATE TABLE z (id int, v vector(2))");
+        run("INSERT INTO z VALUES (1, '[1,0]'), (2, NULL), (3, '[0,0]'), (4, '[0,1]')");
+        run("CREATE INDEX ON z USING vhnsw (v vector_cosine_ops)");
+        run("INSERT INTO z VALUES (5, NULL), (6, '[0,0]'), (7, '[1,1]')");
+        run("SET LOCAL enable_seqscan = off");
+        let got = ids("SELECT id FROM z ORDER BY v <=> '[1,0.1]' LIMIT 10", &[]);
+        assert_eq!(got, vec![1, 7, 4]);
+        // A NULL query vector returns no rows from the index (a parameter,
+        // since a NULL literal is folded away before any index is chosen).
+        run("SET LOCAL plan_cache_mode = force_generic_plan");
+        run("PREPARE nullq(vector) AS SELECT count(*) FROM (SELECT id FROM z ORDER BY v <=> $1 LIMIT 10) s");
+        assert!(
+            one::<pgrx::datum::Json>("EXPLAIN (FORMAT JSON) EXECUTE nullq(NULL)")
+                .0
+                .to_string()
+                .contains("Index Scan")
+        );
+        assert_eq!(one::<i64>("EXECUTE nullq(NULL)"), 0);
+        run("DEALLOCATE nullq");
+        // Under L2 a zero vector is an ordinary point.
+        run("CREATE INDEX ON z USING vhnsw (v vector_l2_ops)");
+        let got = ids("SELECT id FROM z ORDER BY v <-> '[0,0]' LIMIT 2", &[]);
+        assert_eq!(got.len(), 2);
+        assert!(got.contains(&3) && got.contains(&6));
+    }
+
+    #[pg_test]
+    fn identical_vectors_are_all_returned() {
+        run("CREATE TABLE dup (id int, v vector(3))");
+        run("INSERT INTO dup SELECT i, '[1,2,3]' FROM generate_series(1, 600) i");
+        run("INSERT INTO dup SELECT i, ARRAY[i, i % 7, 1]::vector(3) FROM generate_series(1001, 2000) i");
+        run("CREATE INDEX ON dup USING vhnsw (v vector_l2_ops)");
+        run("INSERT INTO dup SELECT i, '[1,2,3]' FROM generate_series(601, 1000) i");
+        run("SET LOCAL enable_seqscan = off");
+        assert!(uses_index(
+            "SELECT id FROM dup ORDER BY v <-> '[1,2,3]' LIMIT 1000"
+        ));
+        let got = ids(
+            "SELECT id FROM dup ORDER BY v <-> '[1,2,3]' LIMIT 1000",
+            &[],
+        );
+        assert_eq!(got.len(), 1000);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=1000).collect::<Vec<_>>());
+    }
+
+    #[pg_test]
+    fn empty_table_truncate_and_reindex() {
+        run("CREATE TABLE e (id int, v vector(3))");
+        run("CREATE INDEX e_idx ON e USING vhnsw (v vector_l2_ops)");
+        run("SET LOCAL enable_seqscan = off");
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM (SELECT id FROM e ORDER BY v <-> '[1,1,1]' LIMIT 5) s"
+            ),
+            0
+        );
+        run("INSERT INTO e SELECT i, ARRAY[i, 0, 0] FROM generate_series(1, 100) i");
+        assert_eq!(
+            ids("SELECT id FROM e ORDER BY v <-> '[50,0,0]' LIMIT 1", &[]),
+            vec![50]
+        );
+        run("TRUNCATE e");
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM (SELECT id FROM e ORDER BY v <-> '[1,1,1]' LIMIT 5) s"
+            ),
+            0
+        );
+        run("INSERT INTO e SELECT i, ARRAY[i, 1, 0] FROM generate_series(1, 50) i");
+        assert_eq!(
+            ids("SELECT id FROM e ORDER BY v <-> '[7,1,0]' LIMIT 1", &[]),
+            vec![7]
+        );
+        run("REINDEX INDEX e_idx");
+        assert_eq!(
+            ids("SELECT id FROM e ORDER BY v <-> '[7,1,0]' LIMIT 1", &[]),
+            vec![7]
+        );
+        assert_eq!(
+            ids("SELECT id FROM e ORDER BY v <-> '[49,1,0]' LIMIT 1", &[]),
+            vec![49]
+        );
+    }
+
+    /// Results come out in non-decreasing distance, also past ef_search, and
+    /// a filter that discards most rows still gets its LIMIT.
+    #[pg_test]
+    fn scans_continue_in_order_past_ef_search() {
+        random_table("f", 5_000, 16, 0.6);
+        run("ALTER TABLE f ADD COLUMN cat int");
+        run("UPDATE f SET cat = id % 100");
+        run("CREATE INDEX ON f USING vhnsw (v vector_l2_ops)");
+        run("SET LOCAL enable_seqscan = off");
+        run("SET LOCAL vhnsw.ef_search = 20");
+        let q = random_vector(16, 7);
+        let dists: Vec<f64> = Spi::connect(|c| {
+            c.select(
+                "SELECT v <-> $1::vector FROM f ORDER BY v <-> $1::vector LIMIT 500",
+                None,
+                &[q.clone().into()],
+            )
+            .expect("query")
+            .map(|r| r.get::<f64>(1).expect("d").expect("not null"))
+            .collect()
+        });
+        assert_eq!(dists.len(), 500);
+        assert!(
+            dists.windows(2).all(|w| w[0] <= w[1]),
+            "not in distance order"
+        );
+        // 1% of rows match: the scan keeps going until LIMIT 10 is met.
+        assert!(uses_index(&format!(
+            "SELECT id FROM f WHERE cat = 7 ORDER BY v <-> '{q}' LIMIT 10"
+        )));
+        let got = ids(
+            "SELECT id FROM f WHERE cat = 7 ORDER BY v <-> $1::vector LIMIT 10",
+            std::slice::from_ref(&q),
+        );
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|id| id % 100 == 7));
+        // ... and the filtered answer is mostly the exact one.
+        run("SET LOCAL enable_indexscan = off");
+        run("SET LOCAL enable_seqscan = on");
+        let exact = ids(
+            "SELECT id FROM f WHERE cat = 7 ORDER BY v <-> $1::vector LIMIT 10",
+            &[q],
+        );
+        let hits = got.iter().filter(|id| exact.contains(id)).count();
+        assert!(hits >= 8, "filtered recall {hits}/10");
+    }
+
+    #[pg_test]
+    fn inserts_updates_and_deletes() {
+        random_table("u", 2_000, 8, 0.7);
+        run("CREATE INDEX ON u USING vhnsw (v vector_l2_ops)");
+        run("INSERT INTO u SELECT 10000 + i, ARRAY[100 + i, 0, 0, 0, 0, 0, 0, 0] FROM generate_series(1, 500) i");
+        run("SET LOCAL enable_seqscan = off");
+        assert_eq!(
+            ids(
+                "SELECT id FROM u ORDER BY v <-> '[250,0,0,0,0,0,0,0]' LIMIT 1",
+                &[]
+            ),
+            vec![10150]
+        );
+        run("DELETE FROM u WHERE id = 10150");
+        assert_ne!(
+            ids(
+                "SELECT id FROM u ORDER BY v <-> '[250,0,0,0,0,0,0,0]' LIMIT 1",
+                &[]
+            ),
+            vec![10150]
+        );
+        // Moved just outside the rest of the data.
+        run("UPDATE u SET v = '[-1.5,0,0,0,0,0,0,0]' WHERE id = 10001");
+        assert_eq!(
+            ids(
+                "SELECT id FROM u ORDER BY v <-> '[-1.4,0,0,0,0,0,0,0]' LIMIT 1",
+                &[]
+            ),
+            vec![10001]
+        );
+        // An exhaustive scan returns (nearly) every row, never a deleted one;
+        // rows found only after farther ones were returned are skipped to
+        // keep the order.
+        let all = ids(
+            "SELECT id FROM u ORDER BY v <-> '[0,0,0,0,0,0,0,0]' LIMIT 3000",
+            &[],
+        );
+        assert!(all.len() >= 2475 && all.len() <= 2499, "{} rows", all.len());
+        assert!(!all.contains(&10150));
+    }
+
+    #[pg_test]
+    fn poincare_index_rejects_points_outside_the_ball() {
+        run("CREATE TABLE p (v vector(2))");
+        run("INSERT INTO p VALUES ('[0.1,0.2]'), ('[0.5,-0.5]')");
+        run("CREATE INDEX ON p USING vhnsw (v vector_poincare_ops)");
+        assert!(sql_error("INSERT INTO p VALUES ('[1,0]')")
+            .starts_with("22000 poincare_distance requires points strictly inside the unit ball"));
+        run("SET LOCAL enable_seqscan = off");
+        assert_eq!(
+            one::<String>("SELECT v::text FROM p ORDER BY v <@> '[0.4,-0.4]' LIMIT 1"),
+            "[0.5,-0.5]"
+        );
+    }
+
+    #[pg_test]
+    fn amvalidate_accepts_the_operator_classes() {
+        let bad = one::<i64>(
+            "SELECT count(*) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'vhnsw' AND NOT amvalidate(c.oid)",
+        );
+        assert_eq!(bad, 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'vhnsw'"), 5);
+    }
+}
