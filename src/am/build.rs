@@ -73,6 +73,8 @@ struct BuildState {
     by_hash: HashMap<u64, Vec<NodeId>>,
     /// After a flush: the on-disk graph the remaining rows go into.
     disk: Option<PageGraph>,
+    /// Rows waiting to go into `disk`, inserted in shuffled batches.
+    backlog: Vec<(Point, Tid)>,
     search: LayerSearch,
     index_tuples: f64,
     /// Per-row scratch memory (detoasted values).
@@ -95,8 +97,12 @@ impl BuildState {
     }
 
     fn add(&mut self, point: Point, tid: Tid) -> SqlResult<()> {
-        if let Some(disk) = self.disk.as_mut() {
-            return insert_point(disk, &mut self.search, &point, tid);
+        if self.disk.is_some() {
+            self.backlog.push((point, tid));
+            if self.backlog.len() * (4 * self.dims + 64) > self.budget {
+                self.drain_backlog()?;
+            }
+            return Ok(());
         }
         let hash = hash_vector(&point.vec);
         if self.graph.is_none() {
@@ -130,6 +136,22 @@ impl BuildState {
         let node = graph.push(&point);
         self.first_tid.push(tid);
         self.by_hash.entry(hash).or_default().push(node);
+        Ok(())
+    }
+
+    /// Inserts the backlog into the on-disk graph in a random order (rows
+    /// arriving grouped, by cluster or time, would otherwise link poorly).
+    fn drain_backlog(&mut self) -> SqlResult<()> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(());
+        };
+        let order =
+            vdb_core::hnsw::memory::permutation(self.backlog.len(), self.backlog.len() as u64);
+        for i in order {
+            let (point, tid) = &self.backlog[i as usize];
+            insert_point(disk, &mut self.search, point, *tid)?;
+        }
+        self.backlog.clear();
         Ok(())
     }
 
@@ -241,6 +263,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         extra_tids: HashMap::new(),
         by_hash: HashMap::new(),
         disk: None,
+        backlog: Vec::new(),
         search: LayerSearch::new(),
         index_tuples: 0.0,
         row_context,
@@ -259,8 +282,20 @@ pub unsafe extern "C-unwind" fn ambuild(
             std::ptr::null_mut(),
         )
     };
-    if state.disk.is_none() {
-        or_raise(state.flush());
+    or_raise(state.drain_backlog());
+    match state.disk.as_ref() {
+        None => or_raise(state.flush()),
+        // Rows inserted one at a time after the flush can have pruned
+        // away another node's only incoming edge.
+        Some(disk) => {
+            vdb_core::hnsw::repair::link_unreachable(
+                disk,
+                disk.node_count(),
+                &|n| disk.header(n).level,
+                &|n| disk.load(n),
+                &|n| disk.tids(n).deleted,
+            );
+        }
     }
     // SAFETY: palloc0 returns a zeroed IndexBuildResult.
     unsafe {
@@ -358,7 +393,11 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
                     .thread_name(|i| format!("vhnsw-build-{i}"))
                     .build()
                     .map_err(|e| e.to_string())?;
-                pool.install(|| graph.build(&progress, &cancel));
+                pool.install(|| {
+                    #[cfg(feature = "pg_test")]
+                    inject_panic_for_tests();
+                    graph.build(&progress, &cancel)
+                });
                 Ok(())
             })
         };
@@ -396,6 +435,20 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
                 "vhnsw build failed in a worker thread: {msg}"
             )))
         }
+    }
+}
+
+/// Set by a test to make the next build panic in a rayon job.
+#[cfg(feature = "pg_test")]
+pub static INJECT_BUILD_PANIC: AtomicBool = AtomicBool::new(false);
+
+#[cfg(feature = "pg_test")]
+fn inject_panic_for_tests() {
+    use rayon::prelude::*;
+    if INJECT_BUILD_PANIC.swap(false, Ordering::Relaxed) {
+        (0..8)
+            .into_par_iter()
+            .for_each(|i| assert!(i != 5, "injected panic in build job {i}"));
     }
 }
 

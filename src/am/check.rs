@@ -71,10 +71,13 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
             }
         }
     }
-    let unreachable = reached.iter().filter(|r| !**r).count();
-    if unreachable > 0 {
+    let unreachable: Vec<NodeId> = (0..n).filter(|&i| !reached[i as usize]).collect();
+    if !unreachable.is_empty() {
+        let some: Vec<String> = unreachable.iter().take(5).map(|n| n.to_string()).collect();
         problems.push(format!(
-            "{unreachable} of {n} nodes are unreachable from the entry point"
+            "{} of {n} nodes are unreachable from the entry point (e.g. {})",
+            unreachable.len(),
+            some.join(", ")
         ));
     }
     problems

@@ -4,6 +4,9 @@
 //! can reuse their slots, so a stale index entry can never point at a new
 //! row. A node left without TIDs is flagged deleted: it keeps its links, so
 //! searches still pass through it, but it is never returned.
+//!
+//! Cleanup relinks nodes no path reaches any more: single-row inserts can
+//! prune away another node's only incoming edge.
 
 use super::utils::{or_raise, GraphLock};
 use crate::storage::buffer::block_count;
@@ -85,6 +88,17 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     let (index, analyze_only) = unsafe { (Index::new((*info).index), (*info).analyze_only) };
     if analyze_only {
         return stats;
+    }
+    {
+        let _lock = GraphLock::acquire(index);
+        let graph = or_raise(PageGraph::open_for_write(index));
+        vdb_core::hnsw::repair::link_unreachable(
+            &graph,
+            graph.node_count(),
+            &|n| graph.header(n).level,
+            &|n| graph.load(n),
+            &|n| graph.tids(n).deleted,
+        );
     }
     let had_stats = !stats.is_null();
     let stats = stats_or_new(stats);

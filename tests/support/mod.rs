@@ -111,13 +111,17 @@ impl Cluster {
     }
 
     pub fn pg_ctl_start(&self) {
-        run({
-            let mut c = pg_command("pg_ctl");
-            c.args(["-D", self.data().to_str().expect("utf-8 path"), "-l"])
-                .arg(self.dir.join("server.log"))
-                .args(["-w", "-t", "120", "start"]);
-            c
-        });
+        let mut c = pg_command("pg_ctl");
+        c.args(["-D", self.data().to_str().expect("utf-8 path"), "-l"])
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "120", "start"]);
+        let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            self.log()
+        );
     }
 
     pub fn stop(&self) {
@@ -133,6 +137,46 @@ impl Cluster {
             ]);
             let _ = c.output();
         }
+    }
+
+    /// The postmaster's pid, from `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Crashes the server: SIGKILL to the postmaster and every backend at
+    /// once (no shutdown checkpoint, no flushing), then waits for them all
+    /// to be gone. `pg_ctl_start` afterwards runs crash recovery.
+    pub fn crash(&self) {
+        let Some(postmaster) = self.postmaster_pid() else {
+            return;
+        };
+        let mut victims = children_of(postmaster);
+        victims.push(postmaster);
+        for &pid in &victims {
+            // SAFETY: kill only sends a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // SAFETY: signal 0 only checks for existence.
+        while victims
+            .iter()
+            .any(|&pid| unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid))
+        {
+            assert!(Instant::now() < deadline, "server processes did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A killed postmaster can linger as a zombie when its parent (the
+        // sandbox's init) never reaps it, and PostgreSQL takes a zombie's
+        // pid in the lock file for a live server. Everything is dead now.
+        let _ = std::fs::remove_file(self.data().join("postmaster.pid"));
+        let _ = std::fs::remove_file(self.dir.join(format!(".s.PGSQL.{}.lock", self.port)));
     }
 
     /// A new connection to `dbname`, retried while the server starts.
@@ -165,6 +209,37 @@ impl Drop for Cluster {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Pids whose parent is `parent` (from /proc).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 /// Whether `path` holds the installed extension (for a clear failure).

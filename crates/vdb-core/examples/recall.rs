@@ -69,6 +69,54 @@ fn main() {
     let t = std::time::Instant::now();
     g.build(&AtomicUsize::new(0), &AtomicBool::new(false));
     let build = t.elapsed();
+    println!("unreachable after build: {:?}", g.unreachable());
+    for u in g.unreachable() {
+        let mut l = Vec::new();
+        g.neighbors(u, 0, &mut l);
+        println!("node {u} level {} list0 {:?}", g.level(u), l);
+        let entry = g.entry().unwrap();
+        println!("entry {:?}", entry);
+        let again = vdb_core::hnsw::repair::link_unreachable(
+            &g,
+            g.len() as u32,
+            &|n| g.level(n),
+            &|n| g.point(n),
+            &|_| false,
+        );
+        println!(
+            "second repair linked {again}; now unreachable {:?}",
+            g.unreachable()
+        );
+        let mut l2 = Vec::new();
+        g.neighbors(1967, 0, &mut l2);
+        println!(
+            "1967 level {} list0 (len {}) contains 1636: {}",
+            g.level(1967),
+            l2.len(),
+            l2.contains(&u)
+        );
+        let who: Vec<u32> = (0..g.len() as u32)
+            .filter(|&n| {
+                let mut l = Vec::new();
+                g.neighbors(n, 0, &mut l);
+                l.contains(&u)
+            })
+            .collect();
+        println!("nodes linking to {u}: {who:?}");
+        for &w in &who {
+            let mut l = Vec::new();
+            g.neighbors(w, 0, &mut l);
+            println!("  {w}: level {} list {:?}", g.level(w), l);
+        }
+        let who2: Vec<u32> = (0..g.len() as u32)
+            .filter(|&n| {
+                let mut l = Vec::new();
+                g.neighbors(n, 0, &mut l);
+                l.contains(&1967)
+            })
+            .collect();
+        println!("nodes linking to 1967: {who2:?}");
+    }
     let mut hits = 0;
     let nq = 100;
     for _ in 0..nq {

@@ -8,7 +8,7 @@
 //! between rayon threads without `unsafe`; a per-node mutex makes each
 //! list's read-modify-write atomic, as in hnswlib.
 
-use super::insert::{link_back, plan, replace_farthest};
+use super::insert::{link_back, plan};
 use super::search::LayerSearch;
 use super::{Entry, GraphStore, GraphWrite, NodeId, Params, Point};
 use parking_lot::{Mutex, RwLock};
@@ -211,50 +211,23 @@ impl MemoryGraph {
             progress.fetch_add(1, Relaxed);
         });
         if !cancel.load(Relaxed) {
-            self.link_orphans();
+            self.link_unreachable();
         }
     }
 
-    /// Nodes nothing links to on level 0 (besides the entry point).
-    pub fn orphans(&self) -> Vec<NodeId> {
-        let mut linked = vec![false; self.len()];
-        let mut list = Vec::new();
-        for node in 0..self.len() as NodeId {
-            self.read_list(node, 0, &mut list);
-            for &n in &list {
-                linked[n as usize] = true;
-            }
-        }
-        let entry = self.entry().map(|e| e.node);
-        (0..self.len() as NodeId)
-            .filter(|&n| !linked[n as usize] && Some(n) != entry)
-            .collect()
+    /// Nodes no path from the entry point reaches.
+    pub fn unreachable(&self) -> Vec<NodeId> {
+        super::repair::unreachable(self, self.len() as NodeId, &|n| self.level(n), &|_| false)
     }
 
-    /// Gives every orphan an incoming edge: later prunes can take away the
-    /// one a node got when it was inserted. Its nearest neighbour trades its
-    /// farthest link for it; a few rounds settle the rare orphans a trade
-    /// creates.
-    fn link_orphans(&self) {
-        let mut list = Vec::new();
-        for _ in 0..4 {
-            let orphans = self.orphans();
-            if orphans.is_empty() {
-                return;
-            }
-            for orphan in orphans {
-                self.read_list(orphan, 0, &mut list);
-                let nearest = list.iter().copied().min_by(|&a, &b| {
-                    self.distance_between(orphan, a)
-                        .total_cmp(&self.distance_between(orphan, b))
-                });
-                if let Some(nearest) = nearest {
-                    self.update_neighbors(nearest, 0, &mut |current: &mut Vec<NodeId>| {
-                        replace_farthest(self, nearest, current, orphan);
-                    });
-                }
-            }
-        }
+    fn link_unreachable(&self) {
+        super::repair::link_unreachable(
+            self,
+            self.len() as NodeId,
+            &|n| self.level(n),
+            &|n| self.point(n),
+            &|_| false,
+        );
     }
 }
 
@@ -528,8 +501,12 @@ mod tests {
         data.push(vec![-500.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         data.push(vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 900.0]);
         let g = build(Metric::L2, &data, 8, 32);
-        assert!(g.orphans().is_empty(), "orphans: {:?}", g.orphans());
-        // Breadth-first from the entry point over all levels.
+        assert!(
+            g.unreachable().is_empty(),
+            "unreachable: {:?}",
+            g.unreachable()
+        );
+        // Breadth-first from the entry point over all levels, by hand.
         let entry = g.entry().expect("entry").node;
         let mut seen = vec![false; g.len()];
         seen[entry as usize] = true;

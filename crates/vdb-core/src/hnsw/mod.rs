@@ -10,11 +10,13 @@
 //! - [`select`]: the neighbour-selection heuristic;
 //! - [`insert`]: planning a node's lists and linking it back;
 //! - [`scan`]: a resumable search that yields nodes in distance order;
+//! - [`repair`]: relinking nodes nothing points to;
 //! - [`visited`]: the visited set.
 
 pub mod insert;
 pub mod memory;
 pub mod metric;
+pub mod repair;
 pub mod scan;
 pub mod search;
 pub mod select;
