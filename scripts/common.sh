@@ -78,10 +78,12 @@ grant_traverse() {
     done
 }
 
-# start_cluster DATADIR PORT: a fresh throwaway cluster on 127.0.0.1:PORT,
-# its socket in DATADIR.
+# start_cluster DATADIR PORT [SERVER OPTIONS...]: a fresh throwaway cluster
+# on 127.0.0.1:PORT, its socket in DATADIR.
 start_cluster() {
     local data=$1 port=$2
+    shift 2
+    local extra="$*"
     stop_cluster "$data"
     rm -rf "$data"
     mkdir -p "$data"
@@ -90,7 +92,7 @@ start_cluster() {
     chmod 700 "$data"
     as_pg_user "$PG_BIN/initdb" -D "$data" -A trust -U postgres --no-sync >/dev/null
     as_pg_user "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $data" start >/dev/null
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $data $extra" start >/dev/null
 }
 
 stop_cluster() {

@@ -108,11 +108,17 @@ fn build_reports_progress() {
     while !builder.is_finished() && Instant::now() < deadline {
         for row in client
             .query(
-                "SELECT phase, tuples_total, tuples_done FROM pg_stat_progress_create_index",
+                "SELECT phase, tuples_total, tuples_done, pid FROM pg_stat_progress_create_index",
                 &[],
             )
             .expect("progress view")
         {
+            // A benign interrupt (it only asks the backend to log its memory
+            // use) must not cut the build short.
+            let pid: i32 = row.get(3);
+            client
+                .execute("SELECT pg_log_backend_memory_contexts($1)", &[&pid])
+                .expect("signal the builder");
             let phase: String = row.get(0);
             let (total, done): (i64, i64) = (row.get(1), row.get(2));
             if phase.contains("building graph") {
@@ -131,4 +137,33 @@ fn build_reports_progress() {
         "phases seen: {phases:?}"
     );
     assert!(max_done > 0, "graph progress never moved: {phases:?}");
+    // The index is complete and sound despite the interrupts.
+    let nodes: i64 = client
+        .query_one("SELECT (vhnsw_stats('t_v_idx')->>'nodes')::bigint", &[])
+        .expect("stats")
+        .get(0);
+    assert_eq!(nodes, 150_000);
+    let problems: String = client
+        .query_one("SELECT vhnsw_check('t_v_idx')", &[])
+        .expect("check")
+        .get(0);
+    assert_eq!(problems, "");
+    assert!(
+        missing_sample(&mut client) <= 2,
+        "rows not found by their own vector"
+    );
+}
+
+/// Of 200 sampled rows, how many their own vector does not find.
+fn missing_sample(client: &mut postgres::Client) -> i64 {
+    client
+        .batch_execute("SET enable_seqscan = off; SET vhnsw.ef_search = 100")
+        .expect("settings");
+    client
+        .query_one(
+            "SELECT count(*) FROM (SELECT * FROM t WHERE id % 750 = 0) o WHERE (SELECT id FROM t ORDER BY v <-> o.v LIMIT 1) <> o.id",
+            &[],
+        )
+        .expect("self queries")
+        .get(0)
 }

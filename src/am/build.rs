@@ -375,6 +375,16 @@ impl Drop for SignalsBlocked {
     }
 }
 
+/// Whether the backend was asked to cancel the query or to terminate.
+fn cancel_requested() -> bool {
+    // SAFETY: sig_atomic_t flags set by signal handlers; volatile reads see
+    // their writes.
+    unsafe {
+        std::ptr::read_volatile(&raw const pg_sys::QueryCancelPending) != 0
+            || std::ptr::read_volatile(&raw const pg_sys::ProcDiePending) != 0
+    }
+}
+
 /// Links every node of `graph` using all cores. Returns once the workers
 /// are done; a query cancel stops them and raises the cancel's ERROR.
 fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
@@ -402,9 +412,10 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
             })
         };
         while !worker.is_finished() {
-            // SAFETY: InterruptPending is a sig_atomic_t the signal
-            // handlers set; a volatile read sees their writes.
-            if unsafe { std::ptr::read_volatile(&raw const pg_sys::InterruptPending) } != 0 {
+            // Only a cancel or a termination stops the build: the backend
+            // also gets benign interrupts (cache invalidation catch-up,
+            // barriers) that must not cut the graph short.
+            if cancel_requested() {
                 cancel.store(true, Ordering::Relaxed);
             }
             report(
@@ -415,8 +426,15 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
         }
         worker.join()
     });
-    // Raises the pending cancel, if any, now that no worker runs.
-    pgrx::check_for_interrupts!();
+    if cancel.load(Ordering::Relaxed) {
+        // Raises the cancel or termination now that no worker runs; a
+        // build cut short is never written, whatever happens.
+        pgrx::check_for_interrupts!();
+        return Err(SqlError::new(
+            crate::error::SqlState::Internal,
+            "vhnsw build was interrupted",
+        ));
+    }
     match outcome {
         Ok(Ok(())) => {
             report(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, total as i64);

@@ -1,0 +1,192 @@
+//! Talking to the two engines: load with binary COPY, build the index, run
+//! the query workload. vdb and pgvector share the `vector` type's binary
+//! format, so the same code drives both.
+
+use crate::dataset::Dataset;
+use bytes::{BufMut, BytesMut};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::{Client, NoTls};
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+pub type BoxError = Box<dyn Error + Sync + Send>;
+
+/// One index implementation to measure.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub name: &'static str,
+    pub conn: String,
+    pub extension: &'static str,
+    pub access_method: &'static str,
+    pub ef_search_guc: &'static str,
+}
+
+impl Engine {
+    pub fn vdb(conn: String) -> Engine {
+        Engine {
+            name: "vdb vhnsw",
+            conn,
+            extension: "vdb",
+            access_method: "vhnsw",
+            ef_search_guc: "vhnsw.ef_search",
+        }
+    }
+
+    pub fn pgvector(conn: String) -> Engine {
+        Engine {
+            name: "pgvector hnsw",
+            conn,
+            extension: "vector",
+            access_method: "hnsw",
+            ef_search_guc: "hnsw.ef_search",
+        }
+    }
+
+    pub fn connect(&self) -> Result<Client, BoxError> {
+        Ok(Client::connect(&self.conn, NoTls)?)
+    }
+}
+
+/// A vector in the binary wire format both extensions use.
+#[derive(Debug)]
+pub struct Vector<'a>(pub &'a [f32]);
+
+impl ToSql for Vector<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        out.put_i16(i16::try_from(self.0.len())?);
+        out.put_i16(0);
+        for x in self.0 {
+            out.put_f32(*x);
+        }
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "vector"
+    }
+    to_sql_checked!();
+}
+
+fn operator(ds: &Dataset) -> &'static str {
+    if ds.cosine {
+        "<=>"
+    } else {
+        "<->"
+    }
+}
+
+fn opclass(ds: &Dataset) -> &'static str {
+    if ds.cosine {
+        "vector_cosine_ops"
+    } else {
+        "vector_l2_ops"
+    }
+}
+
+/// Creates `bench_items` and loads the base rows with binary COPY.
+pub fn load(client: &mut Client, engine: &Engine, ds: &Dataset) -> Result<Duration, BoxError> {
+    client.batch_execute(&format!(
+        "CREATE EXTENSION IF NOT EXISTS {ext};
+         DROP TABLE IF EXISTS bench_items;
+         CREATE TABLE bench_items (id int4 NOT NULL, embedding vector({dims}) NOT NULL);",
+        ext = engine.extension,
+        dims = ds.base.dims
+    ))?;
+    let vector_type = client.prepare("SELECT $1::vector")?.params()[0].clone();
+    let start = Instant::now();
+    let sink = client.copy_in("COPY bench_items (id, embedding) FROM STDIN (FORMAT binary)")?;
+    let mut writer = BinaryCopyInWriter::new(sink, &[Type::INT4, vector_type]);
+    for (i, &id) in ds.ids.iter().enumerate() {
+        writer.write(&[&id, &Vector(ds.base.row(i))])?;
+    }
+    writer.finish()?;
+    client.batch_execute("VACUUM ANALYZE bench_items")?;
+    Ok(start.elapsed())
+}
+
+/// Builds the index; returns build time and index size in bytes.
+pub fn build(
+    client: &mut Client,
+    engine: &Engine,
+    ds: &Dataset,
+    m: u32,
+    ef_construction: u32,
+) -> Result<(Duration, i64), BoxError> {
+    client.batch_execute("DROP INDEX IF EXISTS bench_items_idx; CHECKPOINT")?;
+    let start = Instant::now();
+    client.batch_execute(&format!(
+        "CREATE INDEX bench_items_idx ON bench_items USING {am} (embedding {opclass}) WITH (m = {m}, ef_construction = {ef_construction})",
+        am = engine.access_method,
+        opclass = opclass(ds)
+    ))?;
+    let took = start.elapsed();
+    let size: i64 = client
+        .query_one("SELECT pg_relation_size('bench_items_idx')", &[])?
+        .get(0);
+    Ok((took, size))
+}
+
+/// Results of one query pass.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryStats {
+    pub ef_search: u32,
+    pub recall: f64,
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Runs every query once at `ef_search`, one client, prepared statement.
+pub fn query_pass(
+    client: &mut Client,
+    engine: &Engine,
+    ds: &Dataset,
+    truth: &[Vec<i32>],
+    ef_search: u32,
+) -> Result<QueryStats, BoxError> {
+    client.batch_execute(&format!(
+        "SET {} = {ef_search}; SET enable_seqscan = off",
+        engine.ef_search_guc
+    ))?;
+    let statement = client.prepare(&format!(
+        "SELECT id FROM bench_items ORDER BY embedding {} $1 LIMIT 10",
+        operator(ds)
+    ))?;
+    let mut latencies = Vec::with_capacity(ds.queries.len());
+    let mut hits = 0usize;
+    let start = Instant::now();
+    for (q, expected) in truth.iter().enumerate() {
+        let t = Instant::now();
+        let rows = client.query(&statement, &[&Vector(ds.queries.row(q))])?;
+        latencies.push(t.elapsed());
+        hits += rows
+            .iter()
+            .filter(|r| expected.contains(&r.get::<_, i32>(0)))
+            .count();
+    }
+    let total = start.elapsed();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+    };
+    Ok(QueryStats {
+        ef_search,
+        recall: hits as f64 / (truth.len() * 10) as f64,
+        qps: truth.len() as f64 / total.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
+/// Whether the server behind `conn` can create `extension`.
+pub fn has_extension(conn: &str, extension: &str) -> bool {
+    Client::connect(conn, NoTls)
+        .and_then(|mut c| {
+            c.query_opt(
+                "SELECT 1 FROM pg_available_extensions WHERE name = $1",
+                &[&extension],
+            )
+        })
+        .map(|r| r.is_some())
+        .unwrap_or(false)
+}

@@ -1,0 +1,186 @@
+//! vdb benchmark: vdb's `vhnsw` against pgvector's `hnsw` on the same
+//! server, same data, same queries, in one run. Not a test: it prints a
+//! table and writes a plot.
+//!
+//! ```text
+//! vdb-bench --vdb <conninfo> [--pgvector <conninfo>] [--dataset glove|gmm]
+//!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
+//!           [--m 16] [--ef-construction 64] [--data-dir DIR] [--out DIR]
+//! ```
+//!
+//! `scripts/bench.sh` starts a throwaway cluster and runs this.
+
+mod dataset;
+mod db;
+mod report;
+
+use db::{Engine, QueryStats};
+use report::EngineResult;
+use std::path::PathBuf;
+
+struct Options {
+    vdb: String,
+    pgvector: Option<String>,
+    dataset: String,
+    rows: Option<usize>,
+    queries: usize,
+    ef: Vec<u32>,
+    m: u32,
+    ef_construction: u32,
+    data_dir: PathBuf,
+    out: PathBuf,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        vdb: String::new(),
+        pgvector: None,
+        dataset: "glove".into(),
+        rows: None,
+        queries: 1000,
+        ef: vec![10, 20, 40, 80, 160, 320],
+        m: 16,
+        ef_construction: 64,
+        data_dir: PathBuf::from(".data/bench"),
+        out: PathBuf::from("bench/out"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--vdb" => o.vdb = value()?,
+            "--pgvector" => o.pgvector = Some(value()?),
+            "--dataset" => o.dataset = value()?,
+            "--rows" => o.rows = Some(value()?.parse().map_err(|e| format!("--rows: {e}"))?),
+            "--queries" => o.queries = value()?.parse().map_err(|e| format!("--queries: {e}"))?,
+            "--ef" => {
+                o.ef = value()?
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--ef: {e}"))?
+            }
+            "--m" => o.m = value()?.parse().map_err(|e| format!("--m: {e}"))?,
+            "--ef-construction" => {
+                o.ef_construction = value()?
+                    .parse()
+                    .map_err(|e| format!("--ef-construction: {e}"))?
+            }
+            "--data-dir" => o.data_dir = value()?.into(),
+            "--out" => o.out = value()?.into(),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.vdb.is_empty() {
+        return Err("--vdb <conninfo> is required".into());
+    }
+    Ok(o)
+}
+
+fn run_engine(
+    engine: &Engine,
+    ds: &dataset::Dataset,
+    truth: &[Vec<i32>],
+    o: &Options,
+) -> Result<EngineResult, db::BoxError> {
+    let mut client = engine.connect()?;
+    let settings: Vec<String> = client
+        .query("SELECT name || '=' || setting FROM pg_settings WHERE name IN ('shared_buffers', 'maintenance_work_mem', 'max_parallel_maintenance_workers', 'work_mem') ORDER BY name", &[])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    eprintln!("[{}] settings: {}", engine.name, settings.join(", "));
+    let load = db::load(&mut client, engine, ds)?;
+    eprintln!(
+        "[{}] loaded {} rows in {:.1}s",
+        engine.name,
+        ds.base.len(),
+        load.as_secs_f64()
+    );
+    let (build, size) = db::build(&mut client, engine, ds, o.m, o.ef_construction)?;
+    eprintln!(
+        "[{}] built in {:.1}s, {:.1} MiB",
+        engine.name,
+        build.as_secs_f64(),
+        size as f64 / 1048576.0
+    );
+    // Warm the cache once, then measure.
+    db::query_pass(&mut client, engine, ds, truth, 40)?;
+    let mut passes: Vec<QueryStats> = Vec::new();
+    for &ef in &o.ef {
+        let p = db::query_pass(&mut client, engine, ds, truth, ef)?;
+        eprintln!(
+            "[{}] ef {ef}: recall {:.3}, {:.0} QPS",
+            engine.name, p.recall, p.qps
+        );
+        passes.push(p);
+    }
+    Ok(EngineResult {
+        name: engine.name.to_string(),
+        build_secs: build.as_secs_f64(),
+        index_bytes: size,
+        passes,
+    })
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vdb-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let ds = match o.dataset.as_str() {
+        "glove" => dataset::glove(&o.data_dir, o.rows, o.queries),
+        "gmm" => dataset::gaussian_mixture(o.rows.unwrap_or(1_000_000), 128, 100, o.queries),
+        other => Err(format!("unknown dataset {other} (glove or gmm)")),
+    };
+    let ds = ds.unwrap_or_else(|e| {
+        eprintln!("vdb-bench: {e}");
+        std::process::exit(1)
+    });
+    eprintln!(
+        "dataset {}: {} base rows, {} queries, {} dims",
+        ds.name,
+        ds.base.len(),
+        ds.queries.len(),
+        ds.base.dims
+    );
+    let truth = dataset::ground_truth(&ds, 10, &o.data_dir);
+
+    let mut engines = vec![Engine::vdb(o.vdb.clone())];
+    match &o.pgvector {
+        Some(conn) if db::has_extension(conn, "vector") => {
+            engines.push(Engine::pgvector(conn.clone()))
+        }
+        Some(_) => {
+            eprintln!("pgvector is not installed on the --pgvector server: running vdb alone")
+        }
+        None => eprintln!("no --pgvector connection: running vdb alone"),
+    }
+    let mut results = Vec::new();
+    for engine in &engines {
+        match run_engine(engine, &ds, &truth, &o) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                eprintln!("vdb-bench: {}: {e}", engine.name);
+                std::process::exit(1);
+            }
+        }
+    }
+    report::print(&ds.name, ds.base.len(), ds.queries.len(), &results);
+    let _ = std::fs::create_dir_all(&o.out);
+    let png = o.out.join(format!("{}-recall-qps.png", ds.name));
+    let title = format!(
+        "{} ({} rows, m={}, ef_construction={})",
+        ds.name,
+        ds.base.len(),
+        o.m,
+        o.ef_construction
+    );
+    match report::plot(&png, &title, &results) {
+        Ok(()) => eprintln!("plot written to {}", png.display()),
+        Err(e) => eprintln!("no plot: {e}"),
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Benchmarks vdb's vhnsw against pgvector's hnsw on one throwaway server.
+#
+#   scripts/bench.sh [vdb-bench options]     e.g. --dataset gmm --rows 1000000
+#
+# pgvector is measured when the server can CREATE EXTENSION vector (it is
+# not part of vdb and never built here: install it beside vdb yourself, see
+# ../shared/BENCHMARKS.md); otherwise vdb runs alone. Results are printed,
+# and a recall/QPS plot is written to bench/out/.
+. "$(dirname "$0")/common.sh"
+
+DATA_DIR="$ROOT_DIR/.data/bench-cluster"
+PORT=${VDB_BENCH_PORT:-54339}
+
+setup
+log "building and installing vdb (release)"
+if [ "$(id -u)" -eq 0 ]; then
+    cargo pgrx install --release --pg-config "$PG_CONFIG"
+else
+    cargo pgrx install --release --pg-config "$PG_CONFIG" --sudo
+fi
+cargo build --release -p vdb-bench
+
+log "starting a throwaway cluster on 127.0.0.1:$PORT"
+start_cluster "$DATA_DIR" "$PORT" \
+    -c shared_buffers=4GB -c maintenance_work_mem=4GB -c max_wal_size=8GB -c checkpoint_timeout=30min
+trap 'stop_cluster "$DATA_DIR"' EXIT
+
+conn() { echo "host=127.0.0.1 port=$PORT user=postgres dbname=$1"; }
+psql() { command psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
+psql -c "CREATE DATABASE vdb_bench"
+args=(--vdb "$(conn vdb_bench)")
+if [ -f "$(pg_config --sharedir)/extension/vector.control" ]; then
+    psql -c "CREATE DATABASE pgvector_bench"
+    args+=(--pgvector "$(conn pgvector_bench)")
+else
+    log "pgvector is not installed: measuring vdb alone"
+fi
+"$ROOT_DIR/target/release/vdb-bench" "${args[@]}" --data-dir "$ROOT_DIR/.data/bench" --out "$ROOT_DIR/bench/out" "$@"
