@@ -509,6 +509,19 @@ fn write_index(
         }
     }
 
+    // Nodes are written in breadth-first order (new id = position in
+    // `order`), so neighbours share pages.
+    let order = graph.breadth_first_order();
+    let mut renumber = vec![0 as NodeId; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        renumber[old as usize] = new as NodeId;
+    }
+    let renumbered = |list: &mut Vec<NodeId>| {
+        for id in list.iter_mut() {
+            *id = renumber[*id as usize];
+        }
+    };
+
     // Node region: one extent of exactly the units needed.
     let n = graph.len() as u32;
     let units = if g.nodes_per_page > 0 {
@@ -525,17 +538,19 @@ fn write_index(
     };
     let mut upper_first = Vec::with_capacity(graph.len());
     let mut upper_count = 0u32;
-    for node in 0..n {
+    for new in 0..n {
         upper_first.push(upper_count);
-        upper_count += u32::from(graph.level(node));
+        upper_count += u32::from(graph.level(order[new as usize]));
     }
     let mut list = Vec::new();
-    let slot_of = |node: NodeId, list: &mut Vec<NodeId>| {
-        graph.neighbors(node, 0, list);
-        let tids: Vec<Tid> = std::iter::once(first_tid[node as usize])
+    let slot_of = |new: NodeId, list: &mut Vec<NodeId>| {
+        let old = order[new as usize];
+        graph.neighbors(old, 0, list);
+        renumbered(list);
+        let tids: Vec<Tid> = std::iter::once(first_tid[old as usize])
             .chain(
                 extra_tids
-                    .get(&node)
+                    .get(&old)
                     .into_iter()
                     .flatten()
                     .copied()
@@ -545,13 +560,13 @@ fn write_index(
         encode_slot(
             &g,
             &Point {
-                vec: graph.vector(node).to_vec(),
-                aux: graph.aux(node),
+                vec: graph.vector(old).to_vec(),
+                aux: graph.aux(old),
             },
             &tids,
-            graph.level(node),
-            upper_first[node as usize],
-            overflow.get(&node).copied().unwrap_or(INVALID_BLOCK),
+            graph.level(old),
+            upper_first[new as usize],
+            overflow.get(&old).copied().unwrap_or(INVALID_BLOCK),
             list,
         )
     };
@@ -586,10 +601,12 @@ fn write_index(
         INVALID_BLOCK
     };
     let mut images = vec![vec![0u8; PAYLOAD]; pages as usize];
-    for node in 0..n {
-        for level in 1..=graph.level(node) {
-            graph.neighbors(node, level, &mut list);
-            let (page, offset) = g.upper_page(upper_first[node as usize] + u32::from(level) - 1);
+    for new in 0..n {
+        let old = order[new as usize];
+        for level in 1..=graph.level(old) {
+            graph.neighbors(old, level, &mut list);
+            renumbered(&mut list);
+            let (page, offset) = g.upper_page(upper_first[new as usize] + u32::from(level) - 1);
             images[page as usize][offset..offset + g.upper_size]
                 .copy_from_slice(&encode_upper(&g, &list));
         }
@@ -603,7 +620,7 @@ fn write_index(
     meta.node_count = n;
     meta.upper_count = upper_count;
     let entry = graph.entry();
-    meta.entry_node = entry.map_or(NO_NODE, |e| e.node);
+    meta.entry_node = entry.map_or(NO_NODE, |e| renumber[e.node as usize]);
     meta.entry_level = entry.map_or(0, |e| u32::from(e.level));
     w.rewrite(meta_block, |page| put_meta(page, &meta));
     w.finish();

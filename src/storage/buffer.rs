@@ -89,6 +89,75 @@ impl Drop for PageRead {
     }
 }
 
+/// A pinned page, not locked: its memory stays put, so its bytes can be
+/// prefetched, but they can only be read after [`Pinned::lock`]. A search
+/// pins a whole hop's pages first, so that their memory loads overlap.
+pub struct Pinned {
+    buffer: pg_sys::Buffer,
+}
+
+impl Pinned {
+    pub fn new(rel: Index, block: Block) -> Pinned {
+        Pinned {
+            buffer: read_buffer(rel, block),
+        }
+    }
+
+    /// Starts loading `len` bytes at `offset` of the page into the CPU cache.
+    pub fn prefetch(&self, offset: usize, len: usize) {
+        // SAFETY: a pinned buffer's page address is stable; a prefetch only
+        // hints the cache and reads nothing.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let page = pg_sys::BufferGetPage(self.buffer).cast::<i8>();
+            for line in (offset..(offset + len).min(BLCKSZ)).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(page.add(line));
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (offset, len);
+    }
+
+    /// Share-locks the page for reading; unlocked when the guard drops.
+    pub fn lock(&self) -> PinnedRead<'_> {
+        // SAFETY: we hold the pin.
+        unsafe { pg_sys::LockBuffer(self.buffer, pg_sys::BUFFER_LOCK_SHARE as i32) };
+        PinnedRead { pinned: self }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: we hold the pin (and no lock: PinnedRead unlocks on drop).
+        unsafe { pg_sys::ReleaseBuffer(self.buffer) };
+    }
+}
+
+/// A share lock on a [`Pinned`] page.
+pub struct PinnedRead<'a> {
+    pinned: &'a Pinned,
+}
+
+impl PinnedRead<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the buffer is pinned and share-locked while this lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                pg_sys::BufferGetPage(self.pinned.buffer).cast::<u8>(),
+                BLCKSZ,
+            )
+        }
+    }
+}
+
+impl Drop for PinnedRead<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we took the share lock in Pinned::lock.
+        unsafe { pg_sys::LockBuffer(self.pinned.buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
+    }
+}
+
 /// Extends the relation by `n` zeroed pages under the relation extension
 /// lock (so they are contiguous) and returns the first new block. The pages
 /// stay uninitialised until first written through a [`WalBatch`].

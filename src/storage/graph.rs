@@ -12,7 +12,7 @@
 //! by the metapage record that raises `node_count`, so a crash between the
 //! two leaves only unused bytes behind.
 
-use super::buffer::{self, Block, PageRead, WalBatch, MAX_BATCH_PAGES};
+use super::buffer::{self, Block, PageRead, Pinned, WalBatch, MAX_BATCH_PAGES};
 use super::layout::{
     self, extent_of, extent_units, Geometry, Meta, NodeHeader, OverflowHeader, PageKind, Tid,
     INLINE_TIDS, INVALID_BLOCK, LAYOUT_VERSION, MAGIC, META_BLOCK, NODE_DELETED, NODE_EXTENTS,
@@ -614,6 +614,56 @@ impl GraphStore for PageGraph {
 
     fn distance_between(&self, a: NodeId, b: NodeId) -> f32 {
         self.params.metric.between(&self.load(a), &self.load(b))
+    }
+
+    fn distances(&self, query: &Point, nodes: &[NodeId], out: &mut Vec<f32>) {
+        out.clear();
+        let g = self.geometry;
+        if g.nodes_per_page == 0 || self.cache.is_some() {
+            out.extend(nodes.iter().map(|&n| self.distance(query, n)));
+            return;
+        }
+        // Pin each page of the hop once and prefetch its vectors, then
+        // read each page under one share lock: the memory loads overlap,
+        // and neighbours sharing a page (the build writes them in
+        // breadth-first order) cost one buffer lookup between them.
+        let mut located: Vec<(Block, usize, usize)> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let (block, offset) = self.node_location(n);
+                (block, offset, i)
+            })
+            .collect();
+        located.sort_unstable_by_key(|&(block, _, _)| block);
+        let mut pages: Vec<(Pinned, std::ops::Range<usize>)> = Vec::new();
+        for (j, &(block, offset, _)) in located.iter().enumerate() {
+            if pages
+                .last()
+                .is_none_or(|(_, r)| located[r.start].0 != block)
+            {
+                pages.push((Pinned::new(self.rel, block), j..j));
+            }
+            let (page, range) = pages.last_mut().expect("pushed above");
+            range.end = j + 1;
+            page.prefetch(PAGE_HEADER + offset + g.vector_offset(), 4 * g.dims);
+        }
+        out.resize(nodes.len(), 0.0);
+        let metric = self.params.metric;
+        for (page, range) in &pages {
+            let read = page.lock();
+            let payload = layout::payload(read.bytes());
+            for &(_, offset, i) in &located[range.clone()] {
+                let slot = &payload[offset..offset + g.node_size];
+                let aux = layout::read::<NodeHeader>(slot, 0).aux;
+                out[i] = metric.distance(
+                    &query.vec,
+                    query.aux,
+                    layout::slice::<f32>(slot, g.vector_offset(), g.dims),
+                    aux,
+                );
+            }
+        }
     }
 
     fn neighbors(&self, node: NodeId, level: u8, out: &mut Vec<NodeId>) {

@@ -119,6 +119,16 @@ pub trait GraphStore {
 
     /// A hint that `node`'s vector is about to be read.
     fn prefetch(&self, _node: NodeId) {}
+
+    /// Distances from `query` to each of `nodes`, into `out`. Stores
+    /// override it to overlap the memory reads of a whole hop.
+    fn distances(&self, query: &Point, nodes: &[NodeId], out: &mut Vec<f32>) {
+        for &n in nodes {
+            self.prefetch(n);
+        }
+        out.clear();
+        out.extend(nodes.iter().map(|&n| self.distance(query, n)));
+    }
 }
 
 /// Changing a graph. Writers of one store never run the same node's

@@ -61,6 +61,7 @@ pub struct LayerSearch {
     evaluated: usize,
     visited: Visited,
     scratch: Vec<NodeId>,
+    distances: Vec<f32>,
 }
 
 impl LayerSearch {
@@ -133,14 +134,12 @@ impl LayerSearch {
             self.frontier.pop();
             let mut neighbors = std::mem::take(&mut self.scratch);
             store.neighbors(closest.node, level, &mut neighbors);
-            // Keep only unseen neighbours, and start loading their vectors
-            // before the first distance needs one.
+            // Keep only unseen neighbours and measure them together, so the
+            // store can overlap their memory reads.
             neighbors.retain(|&n| self.visited.insert(n));
-            for &n in &neighbors {
-                store.prefetch(n);
-            }
-            for &n in &neighbors {
-                let d = store.distance(query, n);
+            let mut distances = std::mem::take(&mut self.distances);
+            store.distances(query, &neighbors, &mut distances);
+            for (&n, &d) in neighbors.iter().zip(&distances) {
                 self.evaluated += 1;
                 let worst = self.best.peek().map_or(f32::INFINITY, |w| w.distance);
                 if self.best.len() < ef || d < worst {
@@ -165,6 +164,7 @@ impl LayerSearch {
                 }
             }
             self.scratch = neighbors;
+            self.distances = distances;
         }
         !self.frontier.is_empty()
     }
