@@ -13,12 +13,7 @@ DATA_DIR="$ROOT_DIR/.data/bench-cluster"
 PORT=${VDB_BENCH_PORT:-54339}
 
 setup
-log "building and installing vdb (release)"
-if [ "$(id -u)" -eq 0 ]; then
-    cargo pgrx install --release --pg-config "$PG_CONFIG"
-else
-    cargo pgrx install --release --pg-config "$PG_CONFIG" --sudo
-fi
+install_vdb_release
 cargo build --release -p vdb-bench
 
 log "starting a throwaway cluster on 127.0.0.1:$PORT"

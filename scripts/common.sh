@@ -63,6 +63,16 @@ setup() {
     install_cargo_pgrx
 }
 
+# Builds vdb in release mode and installs it into the system PostgreSQL.
+install_vdb_release() {
+    log "building and installing vdb (release)"
+    if [ "$(id -u)" -eq 0 ]; then
+        cargo pgrx install --release --pg-config "$PG_CONFIG"
+    else
+        cargo pgrx install --release --pg-config "$PG_CONFIG" --sudo
+    fi
+}
+
 # Gives the cluster owner search (x) permission on every ancestor of $1, so
 # a data directory inside the project works even under /root.
 grant_traverse() {

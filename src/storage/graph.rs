@@ -89,6 +89,13 @@ fn params_of(meta: &Meta) -> SqlResult<Params> {
     })
 }
 
+/// The two arrays of fixed-size slots that grow by extents.
+#[derive(Debug, Clone, Copy)]
+enum Region {
+    Nodes,
+    Uppers,
+}
+
 /// One node's heap TIDs and the generation of its slot.
 #[derive(Debug, Clone, Default)]
 pub struct NodeTids {
@@ -246,61 +253,62 @@ impl PageGraph {
         batch.commit();
     }
 
-    /// Makes sure the node region has room for slot `node`, adding extents.
-    fn reserve_node(&mut self, node: NodeId) -> SqlResult<()> {
-        let (unit, _) = self.geometry.node_unit(node);
-        let (k, _) = extent_of(self.meta.node_base_units, unit);
-        while self.meta.node_extent_count as usize <= k {
-            let e = self.meta.node_extent_count as usize;
-            if e >= NODE_EXTENTS {
+    /// Makes sure `region` has room for its unit `unit`, adding extents.
+    fn reserve(&mut self, region: Region, unit: u32) -> SqlResult<()> {
+        let (base, pages_per_unit, kind, limit) = match region {
+            Region::Nodes => (
+                self.meta.node_base_units,
+                self.geometry.pages_per_node as u32,
+                PageKind::Node,
+                NODE_EXTENTS,
+            ),
+            Region::Uppers => (
+                self.meta.upper_base_units,
+                1,
+                PageKind::Upper,
+                UPPER_EXTENTS,
+            ),
+        };
+        let (needed, _) = extent_of(base, unit);
+        loop {
+            let (extents, count) = match region {
+                Region::Nodes => (
+                    &mut self.meta.node_extents[..],
+                    &mut self.meta.node_extent_count,
+                ),
+                Region::Uppers => (
+                    &mut self.meta.upper_extents[..],
+                    &mut self.meta.upper_extent_count,
+                ),
+            };
+            let e = *count as usize;
+            if e > needed {
+                return Ok(());
+            }
+            if e >= limit {
                 return Err(SqlError::new(
                     crate::error::SqlState::ProgramLimitExceeded,
                     "vhnsw index is full",
                 )
-                .with_detail("REINDEX to rebuild it with a larger base extent."));
+                .with_detail("REINDEX to rebuild it with larger base extents."));
             }
-            let pages =
-                extent_units(self.meta.node_base_units, e) * self.geometry.pages_per_node as u32;
-            self.meta.node_extents[e] = self.add_extent(pages, PageKind::Node);
-            self.meta.node_extent_count += 1;
+            let pages = extent_units(base, e) * pages_per_unit;
+            extents[e] = Self::add_extent(self.rel, pages, kind);
+            *count += 1;
             self.write_meta();
         }
-        Ok(())
-    }
-
-    /// Makes sure the upper region has room for slots below `end`.
-    fn reserve_upper(&mut self, end: u32) -> SqlResult<()> {
-        if end == 0 {
-            return Ok(());
-        }
-        let (page, _) = self.geometry.upper_page(end - 1);
-        let (k, _) = extent_of(self.meta.upper_base_units, page);
-        while self.meta.upper_extent_count as usize <= k {
-            let e = self.meta.upper_extent_count as usize;
-            if e >= UPPER_EXTENTS {
-                return Err(SqlError::new(
-                    crate::error::SqlState::ProgramLimitExceeded,
-                    "vhnsw index is full",
-                ));
-            }
-            let pages = extent_units(self.meta.upper_base_units, e);
-            self.meta.upper_extents[e] = self.add_extent(pages, PageKind::Upper);
-            self.meta.upper_extent_count += 1;
-            self.write_meta();
-        }
-        Ok(())
     }
 
     /// Extends the relation by a contiguous extent of `pages` pages and
     /// WAL-logs its last page, so that replay recreates the file up to the
     /// extent's end and later extensions cannot land inside it. Returns the
     /// first block (or `INVALID_BLOCK` for an empty extent).
-    fn add_extent(&self, pages: u32, kind: PageKind) -> Block {
+    fn add_extent(rel: Index, pages: u32, kind: PageKind) -> Block {
         if pages == 0 {
             return INVALID_BLOCK;
         }
-        let first = buffer::extend(self.rel, pages);
-        let mut batch = WalBatch::start(self.rel);
+        let first = buffer::extend(rel, pages);
+        let mut batch = WalBatch::start(rel);
         batch.page(first + pages - 1, Some(kind));
         batch.commit();
         first
@@ -320,8 +328,11 @@ impl PageGraph {
         let node = self.meta.node_count;
         let level = plan.level;
         let upper_first = self.meta.upper_count;
-        self.reserve_node(node)?;
-        self.reserve_upper(upper_first + u32::from(level))?;
+        self.reserve(Region::Nodes, self.geometry.node_unit(node).0)?;
+        if level > 0 {
+            let last_upper = upper_first + u32::from(level) - 1;
+            self.reserve(Region::Uppers, self.geometry.upper_page(last_upper).0)?;
+        }
 
         // TIDs beyond the inline ones go to a fresh overflow chain.
         let mut overflow = INVALID_BLOCK;
