@@ -269,10 +269,19 @@ CREATE OPERATOR CLASS vector_poincare_ops FOR TYPE vector USING vhnsw AS
 
 CREATE FUNCTION vhnsw_check(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_check' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION vhnsw_check(regclass) IS 'structural problems of a vhnsw index, one per line (empty if none)';
+COMMENT ON FUNCTION vhnsw_check(regclass) IS 'problems of a vhnsw index (structure, and against its table), one per line; empty if none';
 
 CREATE FUNCTION vhnsw_stats_text(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_stats' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION vhnsw_stats(index regclass) RETURNS jsonb
-    AS $$ SELECT vhnsw_stats_text(index)::jsonb $$ LANGUAGE sql STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'shape of a vhnsw index: nodes, levels, degrees, size';
+    AS $$
+    SELECT (s - 'last_merge_epoch')
+           || jsonb_build_object('last_merge', CASE WHEN (s->>'last_merge_epoch')::float8 > 0
+                                                    THEN to_timestamp((s->>'last_merge_epoch')::float8) END)
+    FROM (SELECT vhnsw_stats_text(index)::jsonb AS s) stats
+    $$ LANGUAGE sql STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'state of a vhnsw index: nodes, deleted nodes, free slots, pending entries, last merge, levels, degrees, size';
+
+CREATE FUNCTION vhnsw_merge(regclass) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_merge' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION vhnsw_merge(regclass) IS 'merges every pending entry of a vhnsw index into its graph now; returns how many';

@@ -22,6 +22,7 @@ pgrx::extension_sql_file!("../sql/vdb.sql", name = "vdb_sql", bootstrap);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     am::options::init();
+    am::worker::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

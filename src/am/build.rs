@@ -13,8 +13,10 @@
 //! not fit, the graph built so far is written out (with a NOTICE), and
 //! the remaining rows are inserted into the on-disk graph one at a time.
 
-use super::insert::{insert_point, tid_of};
+use super::insert::insert_point;
 use super::options::index_options;
+use super::threads::{cores, SignalsBlocked};
+use super::utils::tid_of;
 use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
@@ -149,7 +151,7 @@ impl BuildState {
             vdb_core::hnsw::memory::permutation(self.backlog.len(), self.backlog.len() as u64);
         for i in order {
             let (point, tid) = &self.backlog[i as usize];
-            insert_point(disk, &mut self.search, point, *tid)?;
+            insert_point(disk, &mut self.search, point, *tid, None)?;
         }
         self.backlog.clear();
         Ok(())
@@ -174,7 +176,7 @@ impl BuildState {
         self.first_tid = Vec::new();
         self.extra_tids = HashMap::new();
         self.by_hash = HashMap::new();
-        self.disk = Some(PageGraph::open_for_write(self.index)?);
+        self.disk = Some(super::insert::open_graph_for_write(self.index)?);
         report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
         Ok(())
     }
@@ -348,33 +350,6 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     }
 }
 
-/// Blocks every signal in this thread until dropped, so that threads
-/// spawned meanwhile inherit a fully blocked mask and never run the
-/// backend's signal handlers.
-struct SignalsBlocked {
-    old: libc::sigset_t,
-}
-
-impl SignalsBlocked {
-    fn new() -> SignalsBlocked {
-        // SAFETY: sigfillset/pthread_sigmask only write the sets passed.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-            SignalsBlocked { old }
-        }
-    }
-}
-
-impl Drop for SignalsBlocked {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved in new().
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
-    }
-}
-
 /// Whether the backend was asked to cancel the query or to terminate.
 fn cancel_requested() -> bool {
     // SAFETY: sig_atomic_t flags set by signal handlers; volatile reads see
@@ -393,7 +368,7 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
     report(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, total as i64);
     let progress = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores();
     let outcome = std::thread::scope(|scope| {
         let worker = {
             let _blocked = SignalsBlocked::new();

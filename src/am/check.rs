@@ -1,49 +1,55 @@
-//! `vhnsw_check(regclass)`: verifies an index's structure and reports what
-//! is wrong, one line per problem (empty when the index is sound).
+//! `vhnsw_check(regclass)` and `vhnsw_stats(regclass)`.
+//!
+//! The check verifies an index's structure and compares it with its table;
+//! it reports what is wrong, one line per problem (empty when sound):
+//! every visible row with an indexable vector must be in the graph or the
+//! pending list exactly once, every neighbour id must name a node in use,
+//! no node without rows may hold TIDs, and every live node must be
+//! reachable from the entry point.
 
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, Args};
 use crate::storage::graph::PageGraph;
-use crate::storage::Index;
+use crate::storage::layout::{Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
+use crate::storage::{pending, Index};
 use pgrx::pg_sys::{self, Datum};
-use std::collections::VecDeque;
-use vdb_core::hnsw::{GraphStore, NodeId};
+use std::collections::{HashMap, HashSet, VecDeque};
+use vdb_core::hnsw::{GraphStore, Metric, NodeId};
 
-/// Structural problems of an index, as readable lines.
+/// Problems found by looking at the index alone.
 pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
     let mut problems = Vec::new();
     let n = graph.node_count();
+    let flags: Vec<u8> = (0..n).map(|i| graph.header(i).flags).collect();
+    let in_use = |i: NodeId| flags.get(i as usize).is_some_and(|f| f & NODE_IN_USE != 0);
+    let live = |i: NodeId| in_use(i) && flags[i as usize] & NODE_DELETED == 0;
     let mut list = Vec::new();
     let mut reached = vec![false; n as usize];
-    if let Some(entry) = graph.entry() {
-        if entry.node >= n {
-            problems.push(format!(
-                "entry point {} is not a node (node count {n})",
-                entry.node
-            ));
-            return problems;
+    match graph.entry() {
+        Some(entry) if !in_use(entry.node) => {
+            problems.push(format!("entry point {} is not a node in use", entry.node))
         }
-        // Every node must be reachable from the entry point (any level).
-        let mut queue = VecDeque::from([entry.node]);
-        reached[entry.node as usize] = true;
-        while let Some(node) = queue.pop_front() {
-            let header = graph.header(node);
-            for level in 0..=header.level {
-                graph.neighbors(node, level, &mut list);
-                for &next in &list {
-                    if !reached[next as usize] {
-                        reached[next as usize] = true;
-                        queue.push_back(next);
+        Some(entry) => {
+            // Searches may pass through deleted nodes, so the walk does too.
+            let mut queue = VecDeque::from([entry.node]);
+            reached[entry.node as usize] = true;
+            while let Some(node) = queue.pop_front() {
+                for level in 0..=graph.header(node).level {
+                    graph.neighbors(node, level, &mut list);
+                    for &next in &list {
+                        if !std::mem::replace(&mut reached[next as usize], true) {
+                            queue.push_back(next);
+                        }
                     }
                 }
             }
         }
-    } else if n > 0 {
-        problems.push(format!("{n} nodes but no entry point"));
+        None if (0..n).any(live) => problems.push("live nodes but no entry point".to_string()),
+        None => {}
     }
-    for node in 0..n as NodeId {
+    for node in (0..n).filter(|&i| in_use(i)) {
         let header = graph.header(node);
-        if u32::from(header.level) > graph.meta.entry_level {
+        if u32::from(header.level) > graph.meta.entry_level && graph.meta.entry_node != NO_NODE {
             problems.push(format!(
                 "node {node} has level {} above the entry point's {}",
                 header.level, graph.meta.entry_level
@@ -61,8 +67,20 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
             if list.contains(&node) {
                 problems.push(format!("node {node} lists itself on level {level}"));
             }
+            let mut sorted = list.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() < list.len() {
+                problems.push(format!(
+                    "node {node} lists a neighbour twice on level {level}"
+                ));
+            }
             for &other in &list {
-                if graph.header(other).level < level {
+                if !in_use(other) {
+                    problems.push(format!(
+                        "node {node} links to freed slot {other} on level {level}"
+                    ));
+                } else if graph.header(other).level < level {
                     problems.push(format!(
                         "node {node} links on level {level} to node {other} of level {}",
                         graph.header(other).level
@@ -70,8 +88,41 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
                 }
             }
         }
+        let tids = graph.tids(node);
+        if header.flags & NODE_DELETED != 0 && !tids.tids.is_empty() {
+            problems.push(format!(
+                "deleted node {node} still holds {} rows",
+                tids.tids.len()
+            ));
+        }
     }
-    let unreachable: Vec<NodeId> = (0..n).filter(|&i| !reached[i as usize]).collect();
+    // Every upper-level slot belongs to one node, inside the region.
+    let mut owner: HashMap<(u32, usize), NodeId> = HashMap::new();
+    for node in (0..n).filter(|&i| in_use(i)) {
+        let header = graph.header(node);
+        for l in 1..=u32::from(header.level) {
+            let slot = header.upper_first + l - 1;
+            if slot >= graph.meta.upper_count {
+                problems.push(format!(
+                    "node {node} has upper slot {slot} beyond the {} in use",
+                    graph.meta.upper_count
+                ));
+                continue;
+            }
+            let at = graph.upper_location(slot);
+            if let Some(other) = owner.insert(at, node) {
+                problems.push(format!(
+                    "nodes {other} and {node} share upper-level storage at block {} offset {}",
+                    at.0, at.1
+                ));
+            }
+        }
+    }
+    let unreachable: Vec<NodeId> = (0..n)
+        // A node still being linked (an insert in progress, or cut short by
+        // a crash) is finished by the next writer.
+        .filter(|&i| live(i) && !reached[i as usize] && i != graph.meta.linking)
+        .collect();
     if !unreachable.is_empty() {
         let some: Vec<String> = unreachable.iter().take(5).map(|n| n.to_string()).collect();
         problems.push(format!(
@@ -83,34 +134,222 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
     problems
 }
 
+/// The table's name and the TIDs of its rows with an indexable vector,
+/// as the active snapshot sees them: the snapshot the HOT chains are then
+/// followed with, and one taken before the index was read (a row visible
+/// to it was in the index by then).
+///
+/// # Safety
+/// `index` must be open (its table is then locked too).
+unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec<Tid>)> {
+    // SAFETY: as the caller promises; the scan and slot are released
+    // below, and a detoasted copy lives in the current memory context.
+    unsafe {
+        let info = &*(*index.raw()).rd_index;
+        let attnum = *info.indkey.values.as_ptr();
+        if attnum <= 0 {
+            return Err(SqlError::invalid_parameter(
+                "vhnsw_check needs an index on a table column",
+            ));
+        }
+        let heap = pg_sys::relation_open(info.indrelid, pg_sys::AccessShareLock as i32);
+        let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name(info.indrelid))
+            .to_string_lossy()
+            .into_owned();
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let scan =
+            pg_sys::table_beginscan(heap, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut());
+        let mut rows = Vec::new();
+        let mut result = Ok(());
+        let mut rows_context = pgrx::PgMemoryContexts::new("vhnsw_check rows");
+        while pg_sys::table_scan_getnextslot(
+            scan,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
+            let mut isnull = false;
+            let value = pg_sys::slot_getattr(slot, i32::from(attnum), &mut isnull);
+            if isnull {
+                continue;
+            }
+            if metric == Metric::Cosine {
+                // Zero vectors are not indexed; a detoasted copy goes with
+                // the per-row context.
+                let indexable = rows_context.switch_to(|_| {
+                    crate::fmgr::detoast_vector(value).map(|v| metric.prepare(v).is_ok())
+                });
+                rows_context.reset();
+                match indexable {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            rows.push(crate::am::utils::tid_of(&(*slot).tts_tid));
+        }
+        pg_sys::table_endscan(scan);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::relation_close(heap, pg_sys::AccessShareLock as i32);
+        result.map(|()| (name, rows))
+    }
+}
+
+/// Problems found by comparing the index with its table.
+fn table_problems(index: Index, graph: &PageGraph) -> SqlResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut count: HashMap<Tid, u32> = HashMap::new();
+    for node in 0..graph.node_count() {
+        let t = graph.tids(node);
+        if !t.deleted {
+            for tid in t.tids {
+                *count.entry(tid).or_default() += 1;
+            }
+        }
+    }
+    if graph.dims() != 0 {
+        let mut seen = HashSet::new();
+        pending::for_each(index, graph.dims(), |at, tid, _, _, flags| {
+            if pending::is_live(flags) && seen.insert(at) {
+                *count.entry(tid).or_default() += 1;
+            }
+        })?;
+    }
+    // SAFETY: the index is open, so its table is locked.
+    let (table, rows) = unsafe { indexable_rows(index, graph.params().metric)? };
+    let visible: HashSet<Tid> = rows.iter().copied().collect();
+    // An entry for a HOT-updated row names the root of its HOT chain, not
+    // the visible version's ctid: follow the chains of entries that match
+    // no visible row.
+    let roots: Vec<Tid> = count
+        .keys()
+        .copied()
+        .filter(|t| !visible.contains(t))
+        .collect();
+    // SAFETY: the index is open, so its table is locked.
+    for (root, version) in unsafe { visible_versions(index, &roots) } {
+        let c = count.remove(&root).unwrap_or(0);
+        *count.entry(version).or_default() += c;
+    }
+    let mut missing = Vec::new();
+    let mut duplicated = Vec::new();
+    for &t in &rows {
+        let r = format!("({},{})", t.block(), t.offset());
+        match count.get(&t) {
+            None | Some(0) => missing.push(r),
+            Some(&c) if c > 1 => duplicated.push((r, c)),
+            Some(_) => {}
+        }
+    }
+    for (r, c) in duplicated.iter().take(5) {
+        problems.push(format!("row {r} of {table} is in the index {c} times"));
+    }
+    if duplicated.len() > 5 {
+        problems.push(format!(
+            "... {} rows of {table} are in the index more than once",
+            duplicated.len()
+        ));
+    }
+    for r in missing.iter().take(5) {
+        problems.push(format!("row {r} of {table} is not in the index"));
+    }
+    if missing.len() > 5 {
+        problems.push(format!(
+            "... {} rows of {table} are not in the index",
+            missing.len()
+        ));
+    }
+    Ok(problems)
+}
+
+/// For each TID in `tids` whose HOT chain has a version visible to the
+/// active snapshot, that version's TID.
+///
+/// # Safety
+/// `index` must be open (its table is then locked too).
+unsafe fn visible_versions(index: Index, tids: &[Tid]) -> Vec<(Tid, Tid)> {
+    let mut found = Vec::new();
+    if tids.is_empty() {
+        return found;
+    }
+    // SAFETY: the caller's lock on the index covers its table; the fetch
+    // descriptor and slot are released below, and index_fetch_tuple is
+    // how index scans read the heap (it follows HOT chains).
+    unsafe {
+        let heap = pg_sys::relation_open(
+            (*(*index.raw()).rd_index).indrelid,
+            pg_sys::AccessShareLock as i32,
+        );
+        let am = &*(*heap).rd_tableam;
+        let (Some(begin), Some(fetch), Some(end)) = (
+            am.index_fetch_begin,
+            am.index_fetch_tuple,
+            am.index_fetch_end,
+        ) else {
+            pg_sys::relation_close(heap, pg_sys::AccessShareLock as i32);
+            return found;
+        };
+        let snapshot = pg_sys::GetActiveSnapshot();
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let scan = begin(heap);
+        for &t in tids {
+            let mut item = crate::am::utils::item_pointer(t);
+            let (mut call_again, mut all_dead) = (false, false);
+            if fetch(
+                scan,
+                &mut item,
+                snapshot,
+                slot,
+                &mut call_again,
+                &mut all_dead,
+            ) {
+                found.push((t, crate::am::utils::tid_of(&(*slot).tts_tid)));
+            }
+        }
+        end(scan);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::relation_close(heap, pg_sys::AccessShareLock as i32);
+    }
+    found
+}
+
 fn check(args: &Args) -> SqlResult<Datum> {
     let oid = pg_sys::Oid::from(args.datum(0).value() as u32);
-    // SAFETY: index_open takes a lock and validates the relation; we only
-    // read it and close it before returning.
-    let raw = unsafe { pg_sys::index_open(oid, pg_sys::AccessShareLock as i32) };
-    // SAFETY: open until index_close below.
-    let result = PageGraph::open(unsafe { Index::new(raw) }).map(|g| structural_problems(&g));
-    // SAFETY: opened above.
-    unsafe { pg_sys::index_close(raw, pg_sys::AccessShareLock as i32) };
-    let problems = result?;
+    let problems = super::utils::with_index(oid, pg_sys::AccessShareLock, |index| {
+        // No merge may move rows between the graph and the list meanwhile.
+        let _lock = super::utils::GraphLock::acquire(index);
+        let graph = PageGraph::open(index)?;
+        let mut problems = structural_problems(&graph);
+        problems.extend(table_problems(index, &graph)?);
+        Ok(problems)
+    })?;
     Ok(crate::fmgr::text_datum(&problems.join("\n")))
 }
 
 pg_fn! {
     /// `vhnsw_check(regclass) RETURNS text`
-    fn vdb_vhnsw_check(args) {
-        check(&args).map_err(|e: SqlError| e)
-    }
+    fn vdb_vhnsw_check(args) { check(&args) }
 }
 
-/// Shape of an index, for `vhnsw_stats`.
-pub fn stats_json(graph: &PageGraph, pages: u32) -> String {
+/// Shape of an index, for `vhnsw_stats`, as JSON text.
+fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
     let n = graph.node_count();
     let mut levels = vec![0u64; 17];
     let mut degree0 = 0u64;
+    let mut live = 0u64;
+    let mut in_use = 0u64;
     let mut list = Vec::new();
     for node in 0..n {
         let h = graph.header(node);
+        if h.flags & NODE_IN_USE == 0 {
+            continue;
+        }
+        in_use += 1;
+        if h.flags & NODE_DELETED == 0 {
+            live += 1;
+        }
         levels[usize::from(h.level).min(16)] += 1;
         graph.neighbors(node, 0, &mut list);
         degree0 += list.len() as u64;
@@ -119,31 +358,40 @@ pub fn stats_json(graph: &PageGraph, pages: u32) -> String {
         levels.pop();
     }
     let meta = &graph.meta;
-    format!(
-        "{{\"nodes\": {n}, \"deleted_nodes\": {}, \"dims\": {}, \"m\": {}, \"ef_construction\": {}, \"entry_level\": {}, \"nodes_per_level\": {:?}, \"avg_degree_level0\": {:.2}, \"index_pages\": {pages}, \"index_bytes\": {}}}",
+    let pending = if graph.dims() == 0 {
+        0
+    } else {
+        pending::live_count(index, graph.dims())?
+    };
+    let pages = crate::storage::buffer::block_count(index);
+    // TimestampTz counts microseconds from 2000-01-01.
+    let last_merge = if meta.last_merge == 0 {
+        0.0
+    } else {
+        meta.last_merge as f64 / 1e6 + 946_684_800.0
+    };
+    Ok(format!(
+        "{{\"nodes\": {live}, \"deleted_nodes\": {}, \"free_slots\": {}, \"pending\": {pending}, \"merged_total\": {}, \
+         \"last_merge_epoch\": {last_merge}, \"dims\": {}, \"m\": {}, \"ef_construction\": {}, \"entry_level\": {}, \
+         \"nodes_per_level\": {:?}, \"avg_degree_level0\": {:.2}, \"index_pages\": {pages}, \"index_bytes\": {}}}",
         meta.deleted_nodes,
+        meta.free_nodes,
+        meta.merged_total,
         meta.dims,
         meta.m,
         meta.ef_construction,
-        if meta.entry_node == crate::storage::layout::NO_NODE { -1 } else { meta.entry_level as i64 },
+        if meta.entry_node == NO_NODE { -1 } else { i64::from(meta.entry_level) },
         levels,
-        if n > 0 { degree0 as f64 / f64::from(n) } else { 0.0 },
+        degree0 as f64 / in_use.max(1) as f64,
         u64::from(pages) * 8192,
-    )
+    ))
 }
 
 pg_fn! {
-    /// `vhnsw_stats(regclass) RETURNS jsonb` (declared returning text, cast in SQL)
+    /// `vhnsw_stats_text(regclass) RETURNS text` (wrapped by `vhnsw_stats`)
     fn vdb_vhnsw_stats(args) {
         let oid = pg_sys::Oid::from(args.datum(0).value() as u32);
-        // SAFETY: as in check().
-        let raw = unsafe { pg_sys::index_open(oid, pg_sys::AccessShareLock as i32) };
-        // SAFETY: open until index_close below.
-        let index = unsafe { Index::new(raw) };
-        let pages = crate::storage::buffer::block_count(index);
-        let result = PageGraph::open(index).map(|g| stats_json(&g, pages));
-        // SAFETY: opened above.
-        unsafe { pg_sys::index_close(raw, pg_sys::AccessShareLock as i32) };
-        Ok(crate::fmgr::text_datum(&result?))
+        let json = super::utils::with_index(oid, pg_sys::AccessShareLock, |index| stats_json(index, &PageGraph::open(index)?))?;
+        Ok(crate::fmgr::text_datum(&json))
     }
 }

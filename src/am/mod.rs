@@ -7,11 +7,14 @@ pub mod build;
 pub mod check;
 pub mod cost;
 pub mod insert;
+pub mod merge;
 pub mod options;
 pub mod scan;
+pub mod threads;
 pub mod utils;
 pub mod vacuum;
 pub mod validate;
+pub mod worker;
 
 use crate::fmgr::pg_fn;
 use pgrx::pg_sys::{self, Datum};

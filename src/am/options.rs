@@ -20,6 +20,21 @@ pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// has to keep going (filters, large LIMITs).
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 
+/// `vhnsw.pending_list_limit`: pending entries at which a background
+/// merge starts.
+pub static PENDING_LIST_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(4_000);
+
+/// `vhnsw.pending_list_hard_limit`: pending entries at which inserting
+/// backends merge a batch themselves before returning.
+pub static PENDING_LIST_HARD_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(64_000);
+
+/// `vhnsw.merge_batch_size`: entries one merge batch moves into the graph.
+pub static MERGE_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
+/// `vhnsw.merge_naptime` (ms): how long a merge worker waits before its
+/// first batch, and between batches while the list is below the limit.
+pub static MERGE_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(500);
+
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
 /// Parsed reloptions, laid out as `build_reloptions` fills them.
@@ -51,6 +66,46 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vhnsw.pending_list_limit",
+        c"Sets the pending-list length at which a background merge starts.",
+        c"Scans read the whole pending list, so a longer list makes queries slower.",
+        &PENDING_LIST_LIMIT,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vhnsw.pending_list_hard_limit",
+        c"Sets the pending-list length at which inserts merge a batch themselves.",
+        c"Back-pressure: an insert into a list this long waits for a merge batch instead of growing it.",
+        &PENDING_LIST_HARD_LIMIT,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vhnsw.merge_batch_size",
+        c"Sets how many pending entries one merge batch moves into the graph.",
+        c"",
+        &MERGE_BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vhnsw.merge_naptime",
+        c"Sets how long a merge worker waits before and between batches.",
+        c"",
+        &MERGE_NAPTIME,
+        1,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
     );
     // SAFETY: called once per backend from _PG_init, before any index is
     // opened; the reloption strings are static.
@@ -128,4 +183,20 @@ pub fn ef_search() -> usize {
 
 pub fn max_scan_tuples() -> usize {
     MAX_SCAN_TUPLES.get().max(1) as usize
+}
+
+pub fn pending_limit() -> usize {
+    PENDING_LIST_LIMIT.get().max(1) as usize
+}
+
+pub fn pending_hard_limit() -> usize {
+    PENDING_LIST_HARD_LIMIT.get().max(1) as usize
+}
+
+pub fn merge_batch_size() -> usize {
+    MERGE_BATCH_SIZE.get().max(1) as usize
+}
+
+pub fn merge_naptime() -> std::time::Duration {
+    std::time::Duration::from_millis(MERGE_NAPTIME.get().max(1) as u64)
 }

@@ -1,19 +1,22 @@
 //! `ambeginscan`, `amrescan`, `amgettuple`, `amendscan`: ordered scans.
 //!
-//! The first `amgettuple` runs the HNSW search with `vhnsw.ef_search`;
-//! rows come out nearest first. A scan asked for more (a large `LIMIT`, or
+//! The first `amgettuple` reads the pending list at exact distances and
+//! runs the HNSW search with `vhnsw.ef_search`; rows come out nearest
+//! first, the two sources interleaved by distance. A scan asked for more (a large `LIMIT`, or
 //! a `WHERE` clause discarding rows) keeps going with a widening search
 //! ([`OrderedScan`]), still in non-decreasing distance, until
 //! `vhnsw.max_scan_tuples` index entries have been examined.
 
 use super::options::{ef_search, max_scan_tuples};
-use super::utils::{check_dims, or_raise};
-use crate::error::SqlResult;
+use super::utils::or_raise;
+use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::Tid;
+use crate::storage::{pending, Index};
 use pgrx::pg_sys;
 use pgrx::PgMemoryContexts;
+use std::collections::HashSet;
 use vdb_core::hnsw::scan::OrderedScan;
 use vdb_core::hnsw::{GraphStore, Point, Unindexable};
 
@@ -26,27 +29,33 @@ struct ScanState {
     tids: Vec<Tid>,
 }
 
+/// One ordered search: the graph's results and the pending list's,
+/// interleaved by distance.
 struct Search {
     graph: PageGraph,
     query: Point,
     scan: OrderedScan,
     limit: usize,
+    /// Pending entries with their exact distances, farthest first.
+    pending: Vec<(f32, Tid)>,
+    /// The next graph result, read ahead to compare with `pending`.
+    next_graph: Option<(f32, Vec<Tid>)>,
+    graph_done: bool,
+    /// Every TID returned: a row merged while this scan ran can be seen in
+    /// both the pending list and the graph.
+    returned: HashSet<Tid>,
 }
 
 impl Search {
-    /// Prepares a search for the query vector, or `None` for an empty index.
-    fn start(index: crate::storage::Index, raw: &[f32]) -> SqlResult<Option<Search>> {
+    fn start(index: Index, raw: &[f32]) -> SqlResult<Search> {
         let graph = PageGraph::open(index)?;
-        if graph.node_count() == 0 {
-            return Ok(None);
-        }
-        check_dims(graph.dims(), raw.len()).map_err(|_| {
-            crate::error::SqlError::data(format!(
-                "different vector dimensions {} and {}",
-                graph.dims(),
+        let dims = graph.dims();
+        if dims != 0 && dims != raw.len() {
+            return Err(SqlError::data(format!(
+                "different vector dimensions {dims} and {}",
                 raw.len()
-            ))
-        })?;
+            )));
+        }
         let metric = graph.params().metric;
         let query = match metric.prepare(raw) {
             Ok(p) => p,
@@ -56,26 +65,71 @@ impl Search {
                 aux: 0.0,
             },
             Err(Unindexable::OutsideUnitBall) => {
-                return Err(crate::error::SqlError::data(
+                return Err(SqlError::data(
                     "poincare_distance requires points strictly inside the unit ball",
                 ))
             }
         };
-        Ok(Some(Search {
+        // The pending list at exact distances: a committed row is found by
+        // the very next query.
+        let mut pending = Vec::new();
+        if dims != 0 {
+            let mut seen = HashSet::new();
+            pending::for_each(index, dims, |_, tid, vec, aux, flags| {
+                if pending::is_live(flags) && seen.insert(tid) {
+                    pending.push((metric.distance(&query.vec, query.aux, vec, aux), tid));
+                }
+            })?;
+        }
+        pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        Ok(Search {
             graph,
             query,
             scan: OrderedScan::new(ef_search()),
             limit: max_scan_tuples(),
-        }))
+            pending,
+            next_graph: None,
+            graph_done: false,
+            returned: HashSet::new(),
+        })
     }
 
-    /// TIDs of the next node in distance order.
-    fn next_tids(&mut self) -> Option<Vec<Tid>> {
+    /// The next graph result whose slot still holds what was measured.
+    fn read_graph(&mut self) -> Option<(f32, Vec<Tid>)> {
         loop {
             let c = self.scan.next(&self.graph, &self.query, self.limit)?;
-            let node = self.graph.tids(c.node);
-            if !node.deleted && !node.tids.is_empty() {
-                return Some(node.tids);
+            if let Some(node) = self.graph.tids_if_unchanged(&self.query, c) {
+                if !node.deleted && !node.tids.is_empty() {
+                    return Some((c.distance, node.tids));
+                }
+            }
+        }
+    }
+
+    /// TIDs of the next result in distance order (never one already returned).
+    fn next_tids(&mut self) -> Option<Vec<Tid>> {
+        loop {
+            if self.next_graph.is_none() && !self.graph_done {
+                self.next_graph = self.read_graph();
+                self.graph_done = self.next_graph.is_none();
+            }
+            let take_pending = match (self.pending.last(), &self.next_graph) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(p), Some(g)) => p.0 <= g.0,
+            };
+            let tids: Vec<Tid> = if take_pending {
+                self.pending.pop().map(|p| vec![p.1]).unwrap_or_default()
+            } else {
+                self.next_graph.take().map(|g| g.1).unwrap_or_default()
+            };
+            let fresh: Vec<Tid> = tids
+                .into_iter()
+                .filter(|t| self.returned.insert(*t))
+                .collect();
+            if !fresh.is_empty() {
+                return Some(fresh);
             }
         }
     }
@@ -148,10 +202,10 @@ pub unsafe extern "C-unwind" fn amgettuple(
                 return false;
             }
             let raw = or_raise(detoast_vector(key.sk_argument));
-            st.search = or_raise(Search::start(
-                crate::storage::Index::new((*scan).indexRelation),
+            st.search = Some(or_raise(Search::start(
+                Index::new((*scan).indexRelation),
                 raw,
-            ));
+            )));
         }
     }
     loop {

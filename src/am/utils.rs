@@ -2,9 +2,24 @@
 
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::raise;
+use crate::storage::layout::Tid;
 use crate::storage::Index;
 use pgrx::pg_sys;
 use vdb_core::hnsw::{Metric, Point, Unindexable};
+
+/// A heap TID in the index's form.
+pub fn tid_of(tid: &pg_sys::ItemPointerData) -> Tid {
+    Tid([tid.ip_blkid.bi_hi, tid.ip_blkid.bi_lo, tid.ip_posid])
+}
+
+/// A heap TID in Postgres's form.
+pub fn item_pointer(tid: Tid) -> pg_sys::ItemPointerData {
+    let mut item = pg_sys::ItemPointerData::default();
+    item.ip_blkid.bi_hi = tid.0[0];
+    item.ip_blkid.bi_lo = tid.0[1];
+    item.ip_posid = tid.0[2];
+    item
+}
 
 /// Tag of the heavyweight page lock that serialises graph changes (it
 /// names block 0 but is unrelated to that buffer's content lock).
@@ -22,6 +37,17 @@ impl GraphLock {
         // transaction abort if we never get to Drop.
         unsafe { pg_sys::LockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32) };
         GraphLock { rel }
+    }
+}
+
+impl GraphLock {
+    /// The lock if nobody holds it, else `None` (background merges).
+    pub fn try_acquire(rel: Index) -> Option<GraphLock> {
+        // SAFETY: as in acquire.
+        let got = unsafe {
+            pg_sys::ConditionalLockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32)
+        };
+        got.then_some(GraphLock { rel })
     }
 }
 
@@ -90,4 +116,31 @@ pub fn check_dims(index_dims: usize, dims: usize) -> SqlResult<()> {
 /// Unwraps a result inside an AM callback, raising the error.
 pub fn or_raise<T>(result: SqlResult<T>) -> T {
     result.unwrap_or_else(|e| raise(e))
+}
+
+/// Whether `rel` is an index of the vhnsw access method.
+pub fn is_vhnsw(rel: pg_sys::Relation) -> bool {
+    // SAFETY: rel is an open relation; get_index_am_oid reads the catalog.
+    unsafe { (*(*rel).rd_rel).relam == pg_sys::get_index_am_oid(c"vhnsw".as_ptr(), true) }
+}
+
+/// Runs `f` on the vhnsw index `oid`, opened with `lock` (errors if `oid`
+/// is another kind of relation).
+pub fn with_index<R>(
+    oid: pg_sys::Oid,
+    lock: u32,
+    f: impl FnOnce(Index) -> SqlResult<R>,
+) -> SqlResult<R> {
+    // SAFETY: index_open locks and validates the relation (an ERROR if it
+    // is not an index); closed below.
+    let raw = unsafe { pg_sys::index_open(oid, lock as i32) };
+    let result = if is_vhnsw(raw) {
+        // SAFETY: open until index_close below.
+        f(unsafe { Index::new(raw) })
+    } else {
+        Err(SqlError::invalid_parameter("not a vhnsw index"))
+    };
+    // SAFETY: opened above.
+    unsafe { pg_sys::index_close(raw, lock as i32) };
+    result
 }

@@ -5,13 +5,18 @@
 //! row. A node left without TIDs is flagged deleted: it keeps its links, so
 //! searches still pass through it, but it is never returned.
 //!
-//! Cleanup relinks nodes no path reaches any more: single-row inserts can
-//! prune away another node's only incoming edge.
+//! Cleanup merges the pending list, unlinks the nodes left without rows
+//! (re-selecting the lists that pointed to them, so the graph stays
+//! connected and recall does not drift), frees their slots for reuse, and
+//! relinks any node no path reaches any more.
 
-use super::utils::{or_raise, GraphLock};
+use super::merge::merge_all;
+use super::options::merge_batch_size;
+use super::utils::{item_pointer, or_raise, GraphLock};
 use crate::storage::buffer::block_count;
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::Tid;
+use crate::storage::pending;
 use crate::storage::Index;
 use pgrx::pg_sys;
 
@@ -39,8 +44,16 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         return stats;
     };
     let _lock = GraphLock::acquire(index);
-    let mut graph = or_raise(PageGraph::open_for_write(index));
+    let mut graph = or_raise(super::insert::open_graph_for_write(index));
     let (mut removed, mut kept) = (0f64, 0f64);
+    if graph.dims() != 0 {
+        // SAFETY: the callback VACUUM gave us, with its state.
+        let (gone, live) = or_raise(pending::bulk_delete(index, graph.dims(), |t| unsafe {
+            is_dead(&mut item_pointer(t), callback_state)
+        }));
+        removed += gone as f64;
+        kept += live as f64;
+    }
     for node in 0..graph.node_count() {
         if node % 1024 == 0 {
             pgrx::check_for_interrupts!();
@@ -53,14 +66,8 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             .tids
             .iter()
             .copied()
-            .filter(|t| {
-                let mut item = pg_sys::ItemPointerData::default();
-                item.ip_blkid.bi_hi = t.0[0];
-                item.ip_blkid.bi_lo = t.0[1];
-                item.ip_posid = t.0[2];
-                // SAFETY: the callback VACUUM gave us, with its state.
-                !unsafe { is_dead(&mut item, callback_state) }
-            })
+            // SAFETY: the callback VACUUM gave us, with its state.
+            .filter(|&t| !unsafe { is_dead(&mut item_pointer(t), callback_state) })
             .collect();
         kept += live.len() as f64;
         if live.len() < current.tids.len() {
@@ -89,9 +96,11 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     if analyze_only {
         return stats;
     }
+    or_raise(merge_all(index, merge_batch_size()));
     {
         let _lock = GraphLock::acquire(index);
-        let graph = or_raise(PageGraph::open_for_write(index));
+        let mut graph = or_raise(super::insert::open_graph_for_write(index));
+        graph.repair_deleted();
         vdb_core::hnsw::repair::link_unreachable(
             &graph,
             graph.node_count(),

@@ -16,12 +16,15 @@ use super::buffer::{self, Block, PageRead, Pinned, WalBatch, MAX_BATCH_PAGES};
 use super::layout::{
     self, extent_of, extent_units, Geometry, Meta, NodeHeader, OverflowHeader, PageKind, Tid,
     INLINE_TIDS, INVALID_BLOCK, LAYOUT_VERSION, MAGIC, META_BLOCK, NODE_DELETED, NODE_EXTENTS,
-    NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD, UPPER_EXTENTS,
+    NODE_FREE, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD, PENDING_MERGED,
+    UPPER_EXTENTS,
 };
+use super::pending::{self, EntryRef};
 use super::Index;
 use crate::error::{SqlError, SqlResult};
 use std::cell::RefCell;
-use std::collections::HashMap;
+
+use vdb_core::hnsw::cache::VectorCache;
 use vdb_core::hnsw::insert::Plan;
 use vdb_core::hnsw::{Entry, GraphStore, GraphWrite, Metric, NodeId, Params, Point};
 
@@ -36,7 +39,9 @@ pub fn new_meta(dims: usize, metric: Metric, m: usize, ef_construction: usize) -
     meta.entry_node = NO_NODE;
     meta.pending_head = INVALID_BLOCK;
     meta.pending_tail = INVALID_BLOCK;
-    meta.free_head = INVALID_BLOCK;
+    meta.pending_free = INVALID_BLOCK;
+    meta.free_node = NO_NODE;
+    meta.linking = NO_NODE;
     meta.node_extents = [INVALID_BLOCK; NODE_EXTENTS];
     meta.upper_extents = [INVALID_BLOCK; UPPER_EXTENTS];
     set_dims(&mut meta, dims);
@@ -104,6 +109,13 @@ pub struct NodeTids {
     pub tids: Vec<Tid>,
 }
 
+/// Bytes the vectors cached by a write operation may take:
+/// `maintenance_work_mem`.
+fn cache_budget() -> usize {
+    // SAFETY: a plain global setting, in kilobytes.
+    unsafe { pgrx::pg_sys::maintenance_work_mem }.max(0) as usize * 1024
+}
+
 /// A snapshot of the index's shape plus page access.
 pub struct PageGraph {
     rel: Index,
@@ -112,7 +124,7 @@ pub struct PageGraph {
     params: Params,
     /// Vectors read during a write operation; a live slot's vector never
     /// changes, and the graph lock keeps slots from being reused meanwhile.
-    cache: Option<RefCell<HashMap<NodeId, Point>>>,
+    cache: Option<RefCell<VectorCache>>,
 }
 
 impl PageGraph {
@@ -131,7 +143,10 @@ impl PageGraph {
     /// Opens the index for changes; the caller holds the graph lock.
     pub fn open_for_write(rel: Index) -> SqlResult<PageGraph> {
         let mut g = Self::open(rel)?;
-        g.cache = Some(RefCell::new(HashMap::new()));
+        g.cache = Some(RefCell::new(VectorCache::with_budget(
+            g.dims().max(1),
+            cache_budget(),
+        )));
         Ok(g)
     }
 
@@ -158,7 +173,7 @@ impl PageGraph {
         )
     }
 
-    fn upper_location(&self, slot: u32) -> (Block, usize) {
+    pub fn upper_location(&self, slot: u32) -> (Block, usize) {
         let (page, offset) = self.geometry.upper_page(slot);
         let (k, i) = extent_of(self.meta.upper_base_units, page);
         (self.meta.upper_extents[k] + i, offset)
@@ -180,12 +195,13 @@ impl PageGraph {
 
     /// Copies `node`'s stored (prepared) vector.
     pub fn load(&self, node: NodeId) -> Point {
-        if let Some(p) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.borrow().get(&node).cloned())
-        {
-            return p;
+        if let Some(c) = &self.cache {
+            if let Some((vec, aux)) = c.borrow().get(node) {
+                return Point {
+                    vec: vec.to_vec(),
+                    aux,
+                };
+            }
         }
         let g = self.geometry;
         let mut vec = Vec::with_capacity(g.dims);
@@ -209,11 +225,10 @@ impl PageGraph {
                 block += 1;
             }
         }
-        let point = Point { vec, aux };
         if let Some(c) = &self.cache {
-            c.borrow_mut().insert(node, point.clone());
+            c.borrow_mut().insert(node, &vec, aux);
         }
-        point
+        Point { vec, aux }
     }
 
     /// `node`'s heap TIDs (inline and in overflow pages).
@@ -241,10 +256,32 @@ impl PageGraph {
         out
     }
 
-    /// Writes the metapage (in `batch`, or in a record of its own).
+    /// `node`'s TIDs, if its slot still holds the vector a search measured
+    /// at distance `c.distance` from `query` (VACUUM may have freed and
+    /// reused the slot since).
+    pub fn tids_if_unchanged(
+        &self,
+        query: &Point,
+        c: vdb_core::hnsw::Candidate,
+    ) -> Option<NodeTids> {
+        (self.distance(query, c.node) == c.distance).then(|| self.tids(c.node))
+    }
+
+    /// Writes the metapage (in `batch`, or in a record of its own). The
+    /// graph's fields come from this copy (only the graph-lock holder
+    /// changes them); the pending list's fields are kept as they are on
+    /// the page, since appenders change them without that lock.
     fn put_meta_in(&self, batch: &mut WalBatch) {
         let i = batch.page(META_BLOCK, None);
-        put_meta(batch.bytes_mut(i), &self.meta);
+        let current = *layout::read::<Meta>(layout::payload(batch.bytes(i)), 0);
+        let mut meta = self.meta;
+        meta.pending_head = current.pending_head;
+        meta.pending_tail = current.pending_tail;
+        meta.pending_free = current.pending_free;
+        meta.next_pending_seq = current.next_pending_seq;
+        meta.pending_head_seq = current.pending_head_seq;
+        meta.pending_done = current.pending_done;
+        put_meta(batch.bytes_mut(i), &meta);
     }
 
     fn write_meta(&self) {
@@ -323,9 +360,24 @@ impl PageGraph {
 
     /// Creates a node for `point` with heap TIDs `tids` and the neighbour
     /// lists of `plan`, and publishes it. Returns its id.
-    pub fn add_node(&mut self, point: &Point, tids: &[Tid], plan: &Plan) -> SqlResult<NodeId> {
+    pub fn add_node(
+        &mut self,
+        point: &Point,
+        tids: &[Tid],
+        plan: &Plan,
+        merged: Option<EntryRef>,
+    ) -> SqlResult<NodeId> {
         let g = self.geometry;
-        let node = self.meta.node_count;
+        // A freed slot first (VACUUM unlinked it), else the next new one.
+        let (node, generation, reused) = if self.meta.free_node != NO_NODE {
+            let free = self.meta.free_node;
+            let header = self.header(free);
+            self.meta.free_node = header.upper_first;
+            self.meta.free_nodes = self.meta.free_nodes.saturating_sub(1);
+            (free, header.generation.wrapping_add(1), true)
+        } else {
+            (self.meta.node_count, 0, false)
+        };
         let level = plan.level;
         let upper_first = self.meta.upper_count;
         self.reserve(Region::Nodes, self.geometry.node_unit(node).0)?;
@@ -349,7 +401,7 @@ impl PageGraph {
             overflow = block;
         }
 
-        let slot = encode_slot(
+        let mut slot = encode_slot(
             &g,
             point,
             tids,
@@ -358,6 +410,7 @@ impl PageGraph {
             overflow,
             &plan.lists[0],
         );
+        layout::read_mut::<NodeHeader>(&mut slot, 0).generation = generation;
 
         // Pages to write: upper slots, then the slot itself (maybe spanning).
         let mut writes: Vec<(Block, PageKind, usize, Vec<u8>)> = Vec::new();
@@ -380,27 +433,41 @@ impl PageGraph {
             ));
         }
 
-        // Publish: node count, upper count and maybe the entry point.
-        self.meta.node_count += 1;
+        // Publish: node count, upper count and maybe the entry point; the
+        // same record flags the pending entry merged.
+        if !reused {
+            self.meta.node_count += 1;
+        }
         self.meta.upper_count += u32::from(level);
         if self.meta.entry_node == NO_NODE || u32::from(level) > self.meta.entry_level {
             self.meta.entry_node = node;
             self.meta.entry_level = u32::from(level);
         }
-        self.apply_then_publish(&writes);
+        // Until link-back is done, a crash would leave the node without
+        // incoming links: the next writer finishes it.
+        self.meta.linking = node;
+        self.apply_then_publish(&writes, merged);
         if let Some(c) = &self.cache {
-            c.borrow_mut().insert(node, point.clone());
+            c.borrow_mut().insert(node, &point.vec, point.aux);
         }
         Ok(node)
     }
 
     /// Applies byte patches to pages, several pages per WAL record, the
-    /// last record also carrying the metapage.
-    fn apply_then_publish(&self, writes: &[(Block, PageKind, usize, Vec<u8>)]) {
+    /// last record also carrying the metapage and flagging the pending
+    /// entry `merged` (pending page after the data pages, metapage last:
+    /// the lock order appenders also follow).
+    fn apply_then_publish(
+        &self,
+        writes: &[(Block, PageKind, usize, Vec<u8>)],
+        merged: Option<EntryRef>,
+    ) {
         let mut blocks: Vec<Block> = writes.iter().map(|w| w.0).collect();
         blocks.dedup();
-        // Records of up to 4 pages; the last one keeps a place for the metapage.
-        let (head, tail) = blocks.split_at(blocks.len().saturating_sub(MAX_BATCH_PAGES - 1));
+        // Records of up to 4 pages; the last keeps places for the pending
+        // page and the metapage.
+        let reserved = 1 + usize::from(merged.is_some());
+        let (head, tail) = blocks.split_at(blocks.len().saturating_sub(MAX_BATCH_PAGES - reserved));
         let mut groups: Vec<&[Block]> = head.chunks(MAX_BATCH_PAGES).collect();
         groups.push(tail);
         let last = groups.len() - 1;
@@ -418,16 +485,27 @@ impl PageGraph {
                 }
             }
             if gi == last {
+                if let Some(at) = merged {
+                    pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
+                }
                 self.put_meta_in(&mut batch);
             }
             batch.commit();
         }
     }
 
-    /// Adds a heap TID to an existing node (an identical vector).
-    pub fn add_tid(&self, node: NodeId, tid: Tid) {
+    /// Adds a heap TID to an existing node (an identical vector), flagging
+    /// the pending entry `merged` in the same record.
+    pub fn add_tid(&self, node: NodeId, tid: Tid, merged: Option<EntryRef>) {
         let (block, offset) = self.node_location(node);
         let mut batch = WalBatch::start(self.rel);
+        let dims = self.dims();
+        let finish = |mut batch: WalBatch| {
+            if let Some(at) = merged {
+                pending::mark(&mut batch, at, dims, PENDING_MERGED);
+            }
+            batch.commit();
+        };
         let i = batch.page(block, None);
         let header = *layout::read::<NodeHeader>(&layout::payload(batch.bytes(i))[offset..], 0);
         if usize::from(header.ntids) < INLINE_TIDS {
@@ -438,7 +516,7 @@ impl PageGraph {
             h.tids[usize::from(h.ntids)] = tid;
             h.ntids += 1;
             h.flags &= !NODE_DELETED;
-            batch.commit();
+            finish(batch);
             return;
         }
         // The head of the overflow chain takes it if it has room; otherwise
@@ -455,7 +533,7 @@ impl PageGraph {
                     0,
                 );
                 h.flags &= !NODE_DELETED;
-                batch.commit();
+                finish(batch);
                 return;
             }
         }
@@ -467,7 +545,7 @@ impl PageGraph {
         );
         h.overflow = new_block;
         h.flags &= !NODE_DELETED;
-        batch.commit();
+        finish(batch);
     }
 
     /// Replaces `node`'s heap TIDs with `live` (a subset of its current
@@ -515,6 +593,71 @@ impl PageGraph {
         newly_deleted
     }
 
+    /// Unlinks the nodes VACUUM left without rows and frees their slots
+    /// for reuse. Every list pointing to such a node is redone
+    /// ([`vdb_core::hnsw::repair::repair_removed`]), so the graph keeps its
+    /// connections; a removed entry point is replaced by the highest live
+    /// node. Returns the slots freed.
+    pub fn repair_deleted(&mut self) -> usize {
+        let n = self.node_count();
+        let mut gone = vec![false; n as usize];
+        let mut live_top: Option<(u8, NodeId)> = None;
+        for node in 0..n {
+            let h = self.header(node);
+            if h.flags & NODE_IN_USE == 0 {
+                continue;
+            }
+            if h.flags & NODE_DELETED != 0 {
+                gone[node as usize] = true;
+            } else if live_top.is_none_or(|(level, _)| h.level > level) {
+                live_top = Some((h.level, node));
+            }
+        }
+        let freed: Vec<NodeId> = (0..n).filter(|&i| gone[i as usize]).collect();
+        if freed.is_empty() {
+            return 0;
+        }
+        let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
+        vdb_core::hnsw::repair::repair_removed(
+            &*self,
+            n,
+            &|node| self.header(node).level,
+            &|node| self.load(node),
+            &|node| is_gone(node) || self.header(node).flags & NODE_IN_USE == 0,
+            &mut |node| {
+                if node % 256 == 0 {
+                    pgrx::check_for_interrupts!();
+                }
+            },
+        );
+        if self.meta.entry_node != NO_NODE && is_gone(self.meta.entry_node) {
+            (self.meta.entry_node, self.meta.entry_level) =
+                live_top.map_or((NO_NODE, 0), |(l, node)| (node, u32::from(l)));
+        }
+        // Nothing points to them now: onto the free list.
+        for &node in &freed {
+            let (block, offset) = self.node_location(node);
+            let mut batch = WalBatch::start(self.rel);
+            let i = batch.page(block, None);
+            let h = layout::read_mut::<NodeHeader>(
+                &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
+                0,
+            );
+            h.flags = NODE_FREE;
+            h.level = 0;
+            h.n0 = 0;
+            h.ntids = 0;
+            h.overflow = INVALID_BLOCK;
+            h.upper_first = self.meta.free_node;
+            batch.commit();
+            self.meta.free_node = node;
+            self.meta.free_nodes += 1;
+            self.meta.deleted_nodes = self.meta.deleted_nodes.saturating_sub(1);
+        }
+        self.write_meta();
+        freed.len()
+    }
+
     /// Sets the entry point (after the old one was deleted, say).
     pub fn set_entry(&mut self, entry: Option<Entry>) {
         (self.meta.entry_node, self.meta.entry_level) = match entry {
@@ -528,6 +671,9 @@ impl PageGraph {
     pub fn fix_dims(&mut self, dims: usize) {
         set_dims(&mut self.meta, dims);
         self.geometry = Geometry::from_meta(&self.meta);
+        if self.cache.is_some() {
+            self.cache = Some(RefCell::new(VectorCache::with_budget(dims, cache_budget())));
+        }
         self.write_meta();
     }
 
@@ -601,12 +747,10 @@ impl GraphStore for PageGraph {
 
     fn distance(&self, query: &Point, node: NodeId) -> f32 {
         let metric = self.params.metric;
-        if let Some(p) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.borrow().get(&node).cloned())
-        {
-            return metric.between(query, &p);
+        if let Some(c) = &self.cache {
+            if let Some((vec, aux)) = c.borrow().get(node) {
+                return metric.distance(&query.vec, query.aux, vec, aux);
+            }
         }
         let g = self.geometry;
         if g.nodes_per_page > 0 {
@@ -623,26 +767,71 @@ impl GraphStore for PageGraph {
         metric.between(query, &self.load(node))
     }
 
+    fn copy_vector(&self, node: NodeId, out: &mut Vec<f32>) -> f32 {
+        if let Some(c) = &self.cache {
+            if let Some((vec, aux)) = c.borrow().get(node) {
+                out.extend_from_slice(vec);
+                return aux;
+            }
+        }
+        let p = self.load(node);
+        out.extend_from_slice(&p.vec);
+        p.aux
+    }
+
     fn distance_between(&self, a: NodeId, b: NodeId) -> f32 {
-        self.params.metric.between(&self.load(a), &self.load(b))
+        let metric = self.params.metric;
+        if let Some(c) = &self.cache {
+            // Read both into the cache, then measure without copying.
+            for n in [a, b] {
+                if c.borrow().get(n).is_none() {
+                    self.load(n);
+                }
+            }
+            let c = c.borrow();
+            if let (Some((va, xa)), Some((vb, xb))) = (c.get(a), c.get(b)) {
+                return metric.distance(va, xa, vb, xb);
+            }
+        }
+        metric.between(&self.load(a), &self.load(b))
     }
 
     fn distances(&self, query: &Point, nodes: &[NodeId], out: &mut Vec<f32>) {
         out.clear();
         let g = self.geometry;
-        if g.nodes_per_page == 0 || self.cache.is_some() {
+        if g.nodes_per_page == 0 {
             out.extend(nodes.iter().map(|&n| self.distance(query, n)));
             return;
         }
+        let metric = self.params.metric;
+        out.resize(nodes.len(), 0.0);
+        let mut misses: Vec<usize> = Vec::new();
+        match &self.cache {
+            Some(c) => {
+                let c = c.borrow();
+                for (i, &n) in nodes.iter().enumerate() {
+                    match c.get(n) {
+                        Some((vec, aux)) => {
+                            out[i] = metric.distance(&query.vec, query.aux, vec, aux)
+                        }
+                        None => misses.push(i),
+                    }
+                }
+            }
+            None => misses.extend(0..nodes.len()),
+        }
+        if misses.is_empty() {
+            return;
+        }
+        let mut cache = self.cache.as_ref().map(|c| c.borrow_mut());
         // Pin each page of the hop once and prefetch its vectors, then
         // read each page under one share lock: the memory loads overlap,
         // and neighbours sharing a page (the build writes them in
         // breadth-first order) cost one buffer lookup between them.
-        let mut located: Vec<(Block, usize, usize)> = nodes
+        let mut located: Vec<(Block, usize, usize)> = misses
             .iter()
-            .enumerate()
-            .map(|(i, &n)| {
-                let (block, offset) = self.node_location(n);
+            .map(|&i| {
+                let (block, offset) = self.node_location(nodes[i]);
                 (block, offset, i)
             })
             .collect();
@@ -659,20 +848,17 @@ impl GraphStore for PageGraph {
             range.end = j + 1;
             page.prefetch(PAGE_HEADER + offset + g.vector_offset(), 4 * g.dims);
         }
-        out.resize(nodes.len(), 0.0);
-        let metric = self.params.metric;
         for (page, range) in &pages {
             let read = page.lock();
             let payload = layout::payload(read.bytes());
             for &(_, offset, i) in &located[range.clone()] {
                 let slot = &payload[offset..offset + g.node_size];
                 let aux = layout::read::<NodeHeader>(slot, 0).aux;
-                out[i] = metric.distance(
-                    &query.vec,
-                    query.aux,
-                    layout::slice::<f32>(slot, g.vector_offset(), g.dims),
-                    aux,
-                );
+                let vec = layout::slice::<f32>(slot, g.vector_offset(), g.dims);
+                out[i] = metric.distance(&query.vec, query.aux, vec, aux);
+                if let Some(cache) = cache.as_mut() {
+                    cache.insert(nodes[i], vec, aux);
+                }
             }
         }
     }

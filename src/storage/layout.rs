@@ -21,7 +21,21 @@
 //!   (one per level 1..=L)
 //!
 //! overflow page payload: u32 count, then 6-byte heap TIDs; PageOpaque.next chains pages
+//!
+//! pending page payload (the pending list, chained by PageOpaque.next):
+//!   PendingHeader (seq u32, count u16, done u16), then entries of
+//!   PendingEntry (flags u16, heap TID, aux f32) + prepared vector [f32; dims]
 //! ```
+//!
+//! **Writes** go to the pending list first: `aminsert` appends an entry to
+//! the tail page and returns. A merge (background worker, back-pressure,
+//! VACUUM, `vhnsw_merge`) moves entries into the graph; the WAL record that
+//! publishes a node also flags its entry merged, so a row is in exactly one
+//! of the two at every instant. Fully merged pages at the head are
+//! recycled; the metapage records the head page's sequence number so a
+//! reader can tell when the list moved under it. Freed node slots (deleted
+//! rows, after VACUUM repaired every link to them) are chained through
+//! `upper_first` from `Meta::free_node` and reused by later merges.
 //!
 //! **Why this layout.** A node id is a dense `u32`. Its page and byte
 //! offset follow by arithmetic: `node / nodes_per_page` is its unit in the
@@ -80,6 +94,7 @@ pub enum PageKind {
     Node = 0x7602,
     Upper = 0x7603,
     Overflow = 0x7604,
+    Pending = 0x7605,
 }
 
 /// The special space at the end of every page.
@@ -120,17 +135,36 @@ pub struct Meta {
     pub deleted_nodes: u32,
     pub node_extent_count: u32,
     pub upper_extent_count: u32,
-    /// Reserved for the pending list and free-slot list.
+    /// First and last page of the pending list (`INVALID_BLOCK` if none).
     pub pending_head: u32,
     pub pending_tail: u32,
-    pub pending_count: u32,
-    pub free_head: u32,
+    /// Recycled pending pages, chained through `PageOpaque::next`.
+    pub pending_free: u32,
+    /// Freed node slots, chained through `NodeHeader::upper_first`.
+    pub free_node: u32,
     /// Units in node extent 0 (written whole by CREATE INDEX).
     pub node_base_units: u32,
     /// Pages in upper extent 0.
     pub upper_base_units: u32,
-    pub reserved: [u32; 8],
+    /// Sequence number the next new pending page gets.
+    pub next_pending_seq: u32,
+    /// Node slots on the free list.
+    pub free_nodes: u32,
+    /// Sequence number of the page at `pending_head`.
+    pub pending_head_seq: u32,
+    /// A node published whose neighbours may not all link to it yet (an
+    /// insert in progress, or cut short by a crash): the next writer
+    /// finishes its linking. `NO_NODE` when none.
+    pub linking: u32,
+    /// Entries flagged merged or dead in the pages still on the pending
+    /// list (at most: a crash can lose an increment, never add one), so
+    /// that pages × entries per page − this bounds the live entries.
+    pub pending_done: u32,
+    pub reserved: [u32; 3],
     pub _pad2: u32,
+    /// Entries merged into the graph, ever.
+    pub merged_total: u64,
+    /// When the last merge finished (`TimestampTz`, 0 if never).
     pub last_merge: i64,
     /// First block of each node extent.
     pub node_extents: [u32; NODE_EXTENTS],
@@ -197,6 +231,53 @@ pub struct OverflowHeader {
 
 pub const OVERFLOW_TIDS: usize =
     (PAYLOAD - std::mem::size_of::<OverflowHeader>()) / std::mem::size_of::<Tid>();
+
+/// Header of a pending page's payload.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct PendingHeader {
+    /// Position of this page in the list's history: consecutive pages of
+    /// the list have consecutive numbers, so a reader can tell a page that
+    /// was recycled under it.
+    pub seq: u32,
+    /// Entries written.
+    pub count: u16,
+    /// Entries merged into the graph or removed by VACUUM.
+    pub done: u16,
+}
+
+pub const PENDING_HEADER: usize = std::mem::size_of::<PendingHeader>();
+
+/// The fixed part of a pending entry; the prepared vector follows.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct PendingEntry {
+    pub flags: u16,
+    pub tid: Tid,
+    pub aux: f32,
+}
+
+pub const PENDING_ENTRY: usize = std::mem::size_of::<PendingEntry>();
+const _: () = assert!(PENDING_ENTRY == 12);
+
+/// `PendingEntry::flags`: merged into the graph.
+pub const PENDING_MERGED: u16 = 1;
+/// `PendingEntry::flags`: its heap row is gone (VACUUM).
+pub const PENDING_DEAD: u16 = 2;
+
+/// Bytes of one pending entry of `dims` dimensions.
+pub fn pending_entry_size(dims: usize) -> usize {
+    PENDING_ENTRY + 4 * dims
+}
+
+/// Pending entries per page (0 when one does not fit: such vectors are
+/// inserted into the graph directly).
+pub fn pending_per_page(dims: usize) -> usize {
+    (PAYLOAD - PENDING_HEADER) / pending_entry_size(dims)
+}
+
+/// `NodeHeader::flags`: the slot is on the free list.
+pub const NODE_FREE: u8 = 4;
 
 /// Sizes derived from dimensions and `m`; fixed for the life of an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 pub mod buffer;
 pub mod graph;
 pub mod layout;
+pub mod pending;
 
 use pgrx::pg_sys;
 

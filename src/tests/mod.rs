@@ -10,3 +10,4 @@ mod index;
 mod io;
 mod knn;
 mod support;
+mod write_path;

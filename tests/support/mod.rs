@@ -59,8 +59,8 @@ pub fn free_port() -> u16 {
 }
 
 impl Cluster {
-    /// initdb + start, with extra `postgresql.conf` lines.
-    pub fn start(name: &str, conf: &[&str]) -> Cluster {
+    /// A new directory owned by the cluster owner, and a free port.
+    fn prepare(name: &str) -> Cluster {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("vdb-it-{name}-{}-{seq}", std::process::id()));
@@ -73,10 +73,32 @@ impl Cluster {
                 c
             });
         }
-        let cluster = Cluster {
+        Cluster {
             dir,
             port: free_port(),
-        };
+        }
+    }
+
+    /// Appends this cluster's own settings and `conf` to `postgresql.conf`.
+    fn configure(&self, conf: &[&str]) {
+        let mut settings = vec![
+            format!("port = {}", self.port),
+            "listen_addresses = '127.0.0.1'".to_string(),
+            format!("unix_socket_directories = '{}'", self.dir.display()),
+            "fsync = off".to_string(),
+        ];
+        settings.extend(conf.iter().map(|s| s.to_string()));
+        let conf_path = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).expect("read postgresql.conf");
+        text.push('\n');
+        text.push_str(&settings.join("\n"));
+        text.push('\n');
+        std::fs::write(&conf_path, text).expect("write postgresql.conf");
+    }
+
+    /// initdb + start, with extra `postgresql.conf` lines.
+    pub fn start(name: &str, conf: &[&str]) -> Cluster {
+        let cluster = Cluster::prepare(name);
         run({
             let mut c = pg_command("initdb");
             c.args([
@@ -90,18 +112,30 @@ impl Cluster {
             ]);
             c
         });
-        let mut settings = vec![
-            format!("port = {}", cluster.port),
-            "listen_addresses = '127.0.0.1'".to_string(),
-            format!("unix_socket_directories = '{}'", cluster.dir.display()),
-            "fsync = off".to_string(),
-        ];
-        settings.extend(conf.iter().map(|s| s.to_string()));
-        let conf_path = cluster.data().join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf_path).expect("read postgresql.conf");
-        text.push_str(&settings.join("\n"));
-        text.push('\n');
-        std::fs::write(&conf_path, text).expect("write postgresql.conf");
+        cluster.configure(conf);
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    /// A streaming standby of `primary` (pg_basebackup -R), started.
+    pub fn standby_of(primary: &Cluster, name: &str, conf: &[&str]) -> Cluster {
+        let cluster = Cluster::prepare(name);
+        run({
+            let mut c = pg_command("pg_basebackup");
+            c.args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+            ])
+            .arg(cluster.data())
+            .args(["-R", "-X", "stream", "--no-sync"]);
+            c
+        });
+        cluster.configure(conf);
         cluster.pg_ctl_start();
         cluster
     }
@@ -240,6 +274,14 @@ fn is_zombie(pid: i32) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+/// A random vector of `dims` coordinates in [-1, 1), as vector text.
+pub fn random_vector(rng: &mut impl rand::Rng, dims: usize) -> String {
+    let coords: Vec<String> = (0..dims)
+        .map(|_| format!("{:.4}", rng.gen_range(-1.0f32..1.0)))
+        .collect();
+    format!("[{}]", coords.join(","))
 }
 
 /// Whether `path` holds the installed extension (for a clear failure).

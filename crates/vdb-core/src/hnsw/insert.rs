@@ -12,8 +12,8 @@
 //! reaches a half-written node.
 
 use super::search::{descend, search_layer, LayerSearch};
-use super::select::select_neighbors;
-use super::{Candidate, GraphStore, GraphWrite, NodeId, Point};
+use super::select::{select_neighbors, select_rows, Gathered};
+use super::{Candidate, GraphStore, GraphWrite, Metric, NodeId, Point};
 
 /// The neighbour lists of a node about to be inserted; `lists[l]` is its
 /// list on level `l`, for `l` in `0..=level`.
@@ -82,11 +82,10 @@ pub fn plan<S: GraphStore + ?Sized>(
 pub fn link_back<S: GraphWrite + ?Sized>(store: &S, node: NodeId, plan: &Plan) {
     for (level, list) in plan.lists.iter().enumerate() {
         let level = level as u8;
-        let max = store.params().max_neighbors(level);
         let mut kept = false;
         for &neighbor in list {
             store.update_neighbors(neighbor, level, &mut |current: &mut Vec<NodeId>| {
-                add_neighbor(store, neighbor, current, node, max);
+                add_neighbor(store, neighbor, current, node, level);
                 kept |= current.contains(&node);
             });
         }
@@ -107,8 +106,9 @@ pub fn add_neighbor<S: GraphStore + ?Sized>(
     base: NodeId,
     current: &mut Vec<NodeId>,
     new: NodeId,
-    max: usize,
+    level: u8,
 ) {
+    let max = store.params().max_neighbors(level);
     if current.contains(&new) {
         return;
     }
@@ -116,19 +116,109 @@ pub fn add_neighbor<S: GraphStore + ?Sized>(
         current.push(new);
         return;
     }
-    let mut candidates: Vec<Candidate> = current
-        .iter()
-        .chain(std::iter::once(&new))
-        .map(|&n| Candidate {
-            distance: store.distance_between(base, n),
-            node: n,
-        })
-        .collect();
-    candidates.sort_unstable();
-    *current = select_neighbors(store, &candidates, max)
-        .into_iter()
-        .map(|c| c.node)
-        .collect();
+    *current = Reselect::gather(store, base, current, new, level).run(store.params().metric);
+}
+
+/// A full neighbour list to re-select after adding one node: the vectors
+/// are copied out first, so the work itself touches no store and can run
+/// on any thread.
+#[derive(Debug, Clone)]
+pub struct Reselect {
+    /// Row 0: the list's owner; then the current members and the new node.
+    rows: Gathered,
+    max: usize,
+}
+
+impl Reselect {
+    pub fn gather<S: GraphStore + ?Sized>(
+        store: &S,
+        base: NodeId,
+        current: &[NodeId],
+        new: NodeId,
+        level: u8,
+    ) -> Reselect {
+        let mut nodes = Vec::with_capacity(current.len() + 2);
+        nodes.push(base);
+        nodes.extend_from_slice(current);
+        nodes.push(new);
+        Reselect {
+            rows: Gathered::of(store, &nodes),
+            max: store.params().max_neighbors(level),
+        }
+    }
+
+    /// The new list.
+    pub fn run(&self, metric: Metric) -> Vec<NodeId> {
+        let max = self.max;
+        let mut order: Vec<(f32, usize)> = (1..self.rows.nodes.len())
+            .map(|i| (self.rows.distance(metric, 0, i), i))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then(self.rows.nodes[a.1].cmp(&self.rows.nodes[b.1]))
+        });
+        let kept = if order.len() <= max {
+            order.iter().map(|&(_, i)| i).collect()
+        } else {
+            select_rows(metric, &self.rows, &order, max)
+        };
+        kept.into_iter().map(|i| self.rows.nodes[i]).collect()
+    }
+}
+
+/// [`link_back`] in three steps, for a store whose reads and writes must
+/// stay on one thread while the re-selections run on others: `compute`
+/// gets the full lists' work and returns their new lists, in order.
+pub fn link_back_with<S: GraphWrite + ?Sized>(
+    store: &S,
+    node: NodeId,
+    plan: &Plan,
+    compute: impl FnOnce(&[Reselect], Metric) -> Vec<Vec<NodeId>>,
+) {
+    // 1. Read each chosen neighbour's list; gather the full ones.
+    let mut lists = Vec::new();
+    let mut work = Vec::new();
+    let mut list = Vec::new();
+    for (level, chosen) in plan.lists.iter().enumerate() {
+        let max = store.params().max_neighbors(level as u8);
+        for &neighbor in chosen {
+            store.neighbors(neighbor, level as u8, &mut list);
+            let job = (list.len() >= max && !list.contains(&node)).then(|| {
+                work.push(Reselect::gather(store, neighbor, &list, node, level as u8));
+                work.len() - 1
+            });
+            lists.push((level as u8, neighbor, list.clone(), job));
+        }
+    }
+    // 2. Re-select the full lists.
+    let results = if work.is_empty() {
+        Vec::new()
+    } else {
+        compute(&work, store.params().metric)
+    };
+    // 3. Write the new lists; a list that changed meanwhile is redone.
+    let mut kept0 = false;
+    for (level, neighbor, before, job) in lists {
+        store.update_neighbors(neighbor, level, &mut |current: &mut Vec<NodeId>| {
+            match job.and_then(|j| results.get(j)) {
+                Some(new) if *current == before => *current = new.clone(),
+                _ => add_neighbor(store, neighbor, current, node, level),
+            }
+            kept0 |= level == 0 && current.contains(&node);
+        });
+    }
+    if !kept0 {
+        if let Some(&nearest) = plan.lists.first().and_then(|l| l.first()) {
+            store.update_neighbors(nearest, 0, &mut |current: &mut Vec<NodeId>| {
+                replace_farthest(store, nearest, current, node);
+            });
+        }
+    }
+}
+
+/// Runs re-selections one after another.
+pub fn compute_serially(work: &[Reselect], metric: Metric) -> Vec<Vec<NodeId>> {
+    work.iter().map(|w| w.run(metric)).collect()
 }
 
 /// Puts `new` in place of the neighbour of `base` farthest from it.

@@ -8,7 +8,7 @@
 //! between rayon threads without `unsafe`; a per-node mutex makes each
 //! list's read-modify-write atomic, as in hnswlib.
 
-use super::insert::{link_back, plan};
+use super::insert::{link_back, plan, Plan};
 use super::search::LayerSearch;
 use super::{Entry, GraphStore, GraphWrite, NodeId, Params, Point};
 use parking_lot::{Mutex, RwLock};
@@ -160,6 +160,16 @@ impl MemoryGraph {
 
     /// Links node `id` into the graph (its point is already pushed).
     pub fn insert(&self, id: NodeId, search: &mut LayerSearch) {
+        self.insert_linking(id, search, |g, node, plan| link_back(g, node, plan));
+    }
+
+    /// `insert`, with `link` adding the node to its neighbours' lists.
+    fn insert_linking(
+        &self,
+        id: NodeId,
+        search: &mut LayerSearch,
+        link: impl FnOnce(&Self, NodeId, &Plan),
+    ) {
         let level = self.level(id);
         let current = *self.entry.read();
         let _raising = match current {
@@ -178,7 +188,7 @@ impl MemoryGraph {
                 self.write_list(id, l as u8, list);
             }
         }
-        link_back(self, id, &plan);
+        link(self, id, &plan);
         if level > entry.level {
             *self.entry.write() = Some(Entry { node: id, level });
         }
@@ -289,6 +299,11 @@ impl GraphStore for MemoryGraph {
             .distance(self.vector(a), self.aux(a), self.vector(b), self.aux(b))
     }
 
+    fn copy_vector(&self, node: NodeId, out: &mut Vec<f32>) -> f32 {
+        out.extend_from_slice(self.vector(node));
+        self.aux(node)
+    }
+
     fn neighbors(&self, node: NodeId, level: u8, out: &mut Vec<NodeId>) {
         let _guard = self.locks[node as usize].lock();
         self.read_list(node, level, out);
@@ -369,6 +384,164 @@ mod tests {
             .collect();
         all.sort_unstable();
         all.iter().take(k).map(|c| c.node).collect()
+    }
+
+    /// Points around 30 seeded centres (as the SQL tests make them).
+    fn clustered(n: usize, dims: usize, seed: u64, offset: usize) -> Vec<Vec<f32>> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let centres: Vec<Vec<f32>> = (0..30)
+            .map(|_| (0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
+        let mut rng = SmallRng::seed_from_u64(seed + offset as u64);
+        (0..n)
+            .map(|i| {
+                centres[(i * 7 + offset) % 30]
+                    .iter()
+                    .map(|x| x + 0.4 * (rng.gen::<f32>() - 0.5))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn recall_over(
+        g: &MemoryGraph,
+        queries: &[Vec<f32>],
+        live: &dyn Fn(NodeId) -> bool,
+        ef: usize,
+    ) -> f64 {
+        let mut hits = 0;
+        for q in queries {
+            let q = Metric::L2.prepare(q).expect("indexable");
+            let mut all: Vec<Candidate> = (0..g.len() as NodeId)
+                .filter(|&n| live(n))
+                .map(|n| Candidate {
+                    distance: g.distance(&q, n),
+                    node: n,
+                })
+                .collect();
+            all.sort_unstable();
+            let truth: Vec<NodeId> = all.iter().take(10).map(|c| c.node).collect();
+            let found: Vec<NodeId> = knn(g, &q, 40.max(ef), ef)
+                .into_iter()
+                .filter(|&n| live(n))
+                .take(10)
+                .collect();
+            hits += found.iter().filter(|n| truth.contains(n)).count();
+        }
+        hits as f64 / (10 * queries.len()) as f64
+    }
+
+    #[test]
+    fn recall_holds_after_removing_half_the_nodes() {
+        use crate::hnsw::repair::repair_removed;
+        let data = clustered(20_000, 32, 5, 0);
+        let queries = clustered(50, 32, 5, 1);
+        let g = build(Metric::L2, &data, 16, 64);
+        let before = recall_over(&g, &queries, &|_| true, 40);
+        // Half the nodes, spread over every cluster.
+        let gone = |n: NodeId| (n.wrapping_mul(2_654_435_761) >> 7) & 1 == 0;
+        repair_removed(
+            &g,
+            g.len() as NodeId,
+            &|n| g.level(n),
+            &|n| g.point(n),
+            &gone,
+            &mut |_| {},
+        );
+        let entry = g.entry().expect("entry");
+        if gone(entry.node) {
+            let top = (0..g.len() as NodeId)
+                .filter(|&n| !gone(n))
+                .max_by_key(|&n| (g.level(n), std::cmp::Reverse(n)))
+                .expect("a live node");
+            *g.entry.write() = Some(Entry {
+                node: top,
+                level: g.level(top),
+            });
+        }
+        let mut list = Vec::new();
+        for n in (0..g.len() as NodeId).filter(|&n| !gone(n)) {
+            for level in 0..=g.level(n) {
+                g.neighbors(n, level, &mut list);
+                assert!(
+                    !list.iter().any(|&x| gone(x)),
+                    "node {n} still links to a removed node"
+                );
+            }
+        }
+        let after = recall_over(&g, &queries, &|n| !gone(n), 40);
+        let kept: Vec<Vec<f32>> = data
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !gone(i as NodeId))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let fresh = build(Metric::L2, &kept, 16, 64);
+        let rebuilt = recall_over(&fresh, &queries, &|_| true, 40);
+        eprintln!("recall@10 at ef 40: built {before:.3}, half removed and repaired {after:.3}, rebuilt {rebuilt:.3}");
+        assert!(
+            after >= rebuilt - 0.02,
+            "repaired {after} vs rebuilt {rebuilt}"
+        );
+
+        // The removed points come back, one insert at a time in shuffled
+        // order (as merges do), into the slots they left.
+        let mut search = LayerSearch::new();
+        for id in permutation(g.len(), 7).into_iter().filter(|&n| gone(n)) {
+            for level in 0..=g.level(id) {
+                g.write_list(id, level, &[]);
+            }
+            g.insert(id, &mut search);
+        }
+        let churned = recall_over(&g, &queries, &|_| true, 40);
+        eprintln!(
+            "recall@10 at ef 40 after inserting them again: {churned:.3} (built {before:.3})"
+        );
+        assert!(
+            churned >= before - 0.02,
+            "churned {churned} vs built {before}"
+        );
+    }
+
+    #[test]
+    fn staged_linking_builds_the_same_graph() {
+        use crate::hnsw::insert::{compute_serially, link_back_with};
+        let data = random_points(2000, 16, 3);
+        let params = Params {
+            metric: Metric::L2,
+            m: 4,
+            ef_construction: 32,
+        };
+        let graphs: Vec<MemoryGraph> = (0..2)
+            .map(|staged| {
+                let mut g = MemoryGraph::new(params, 16, 42);
+                for v in &data {
+                    g.push(&Metric::L2.prepare(v).expect("indexable"));
+                }
+                let mut search = LayerSearch::new();
+                for id in 0..g.len() as NodeId {
+                    if staged == 1 {
+                        g.insert_linking(id, &mut search, |g, node, plan| {
+                            link_back_with(g, node, plan, compute_serially)
+                        });
+                    } else {
+                        g.insert(id, &mut search);
+                    }
+                }
+                g
+            })
+            .collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut full = 0;
+        for node in 0..data.len() as NodeId {
+            for level in 0..=graphs[0].level(node) {
+                graphs[0].neighbors(node, level, &mut a);
+                graphs[1].neighbors(node, level, &mut b);
+                assert_eq!(a, b, "node {node} level {level}");
+                full += usize::from(a.len() == params.max_neighbors(level));
+            }
+        }
+        assert!(full > 100, "re-selection must have run: {full} full lists");
     }
 
     fn recall(metric: Metric, n: usize, dims: usize) -> f64 {
@@ -553,5 +726,86 @@ mod tests {
             "{} unreachable",
             seen.iter().filter(|s| !**s).count()
         );
+    }
+}
+#[cfg(test)]
+mod order_probe {
+    use super::*;
+    use crate::hnsw::search::{descend, search_layer};
+    use crate::hnsw::{Candidate, Metric};
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn probe_insert_order() {
+        let dims = 32;
+        let mut rng = SmallRng::seed_from_u64(5);
+        let centres: Vec<Vec<f32>> = (0..30)
+            .map(|_| (0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
+        let data: Vec<Vec<f32>> = (0..20_000)
+            .map(|i| {
+                centres[i % 30]
+                    .iter()
+                    .map(|x| x + 0.4 * (rng.gen::<f32>() - 0.5))
+                    .collect()
+            })
+            .collect();
+        let queries: Vec<Vec<f32>> = (0..500)
+            .map(|i| {
+                centres[(i * 7) % 30]
+                    .iter()
+                    .map(|x| x + 0.4 * (rng.gen::<f32>() - 0.5))
+                    .collect()
+            })
+            .collect();
+        for mode in ["shuffled", "batches"] {
+            let params = Params {
+                metric: Metric::L2,
+                m: 16,
+                ef_construction: 64,
+            };
+            let mut g = MemoryGraph::new(params, dims, 42);
+            for v in &data {
+                g.push(&Metric::L2.prepare(v).unwrap());
+            }
+            let order: Vec<NodeId> = if mode == "shuffled" {
+                permutation(g.len(), 3)
+            } else {
+                (0..g.len() as NodeId)
+                    .collect::<Vec<_>>()
+                    .chunks(2000)
+                    .flat_map(|c| {
+                        let p = permutation(c.len(), c[0] as u64);
+                        p.into_iter().map(|i| c[i as usize]).collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            let mut search = LayerSearch::new();
+            for id in order {
+                g.insert(id, &mut search);
+            }
+            let mut hits = 0;
+            for q in &queries {
+                let q = Metric::L2.prepare(q).unwrap();
+                let mut all: Vec<Candidate> = (0..g.len() as NodeId)
+                    .map(|n| Candidate {
+                        distance: g.distance(&q, n),
+                        node: n,
+                    })
+                    .collect();
+                all.sort_unstable();
+                let entry = g.entry().unwrap();
+                let mut scratch = Vec::new();
+                let start = descend(&g, &q, entry, 0, &mut scratch);
+                let found = search_layer(&g, &mut search, &q, &[start], 0, 100);
+                hits += found
+                    .iter()
+                    .take(10)
+                    .filter(|c| all[..10].iter().any(|t| t.node == c.node))
+                    .count();
+            }
+            eprintln!("{mode}: recall {:.3}", hits as f64 / 5000.0);
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`repair`]: relinking nodes nothing points to;
 //! - [`visited`]: the visited set.
 
+pub mod cache;
 pub mod insert;
 pub mod memory;
 pub mod metric;
@@ -111,8 +112,13 @@ pub trait GraphStore {
     /// Distance from a prepared point to a node.
     fn distance(&self, query: &Point, node: NodeId) -> f32;
 
-    /// Distance between two nodes (used by the selection heuristic).
+    /// Distance between two nodes.
     fn distance_between(&self, a: NodeId, b: NodeId) -> f32;
+
+    /// Appends `node`'s stored vector to `out` and returns its `aux`
+    /// (the selection heuristic gathers a list's vectors once, then
+    /// compares them pairwise in memory).
+    fn copy_vector(&self, node: NodeId, out: &mut Vec<f32>) -> f32;
 
     /// Replaces `out` with a copy of `node`'s neighbours on `level`.
     fn neighbors(&self, node: NodeId, level: u8, out: &mut Vec<NodeId>);

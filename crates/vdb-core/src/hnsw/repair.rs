@@ -1,4 +1,10 @@
-//! Keeping every node reachable from the entry point.
+//! Keeping the graph navigable when nodes go away, and every node
+//! reachable from the entry point.
+//!
+//! [`repair_removed`]: when VACUUM removes nodes, every list that pointed
+//! to one is redone: the owner's neighbourhood is searched again (from
+//! its current list; removed nodes still link onwards until the store
+//! frees them) and the list refilled from the live nodes found.
 //!
 //! A node gets an incoming edge when it is inserted, but a later insert
 //! can prune that edge away (the neighbour's list filled up with closer
@@ -9,7 +15,93 @@
 //! else also points to, so the repair never strands another node.
 
 use super::search::{descend, search_layer, LayerSearch};
-use super::{GraphWrite, NodeId, Point};
+use super::select::refill;
+use super::{Candidate, GraphWrite, NodeId, Point};
+
+/// Redoes every list of a live node among `0..count` that names a node
+/// `is_gone` rules out. `level_of(n)` is node `n`'s level and `point_of(n)`
+/// its stored vector; `progress(n)` is called before each node (to check
+/// for interrupts). Returns how many lists changed.
+pub fn repair_removed<S: GraphWrite + ?Sized>(
+    store: &S,
+    count: u32,
+    level_of: &dyn Fn(NodeId) -> u8,
+    point_of: &dyn Fn(NodeId) -> Point,
+    is_gone: &dyn Fn(NodeId) -> bool,
+    progress: &mut dyn FnMut(NodeId),
+) -> usize {
+    let (mut list, mut theirs) = (Vec::new(), Vec::new());
+    let mut search = LayerSearch::new();
+    let mut changed = 0;
+    for node in 0..count {
+        if is_gone(node) {
+            continue;
+        }
+        progress(node);
+        let mut point = None;
+        for level in 0..=level_of(node) {
+            store.neighbors(node, level, &mut list);
+            if !list.iter().any(|&x| is_gone(x)) {
+                continue;
+            }
+            let point = point.get_or_insert_with(|| point_of(node));
+            let starts: Vec<Candidate> = list
+                .iter()
+                .map(|&x| Candidate {
+                    distance: store.distance(point, x),
+                    node: x,
+                })
+                .collect();
+            let mut found = search_layer(
+                store,
+                &mut search,
+                point,
+                &starts,
+                level,
+                store.params().ef_construction,
+            );
+            // The removed nodes' own links join the candidates: they carry
+            // the long links (to other clusters, say) a local search would
+            // not find again, and that the upper levels navigate by.
+            // Removed nodes that only lead to removed nodes are looked
+            // through, two steps deep.
+            let mut via: Vec<NodeId> = list.iter().copied().filter(|&x| is_gone(x)).collect();
+            for depth in 0..2 {
+                let mut next = Vec::new();
+                for &removed in &via {
+                    store.neighbors(removed, level, &mut theirs);
+                    for &x in &theirs {
+                        if x == node || found.iter().any(|c| c.node == x) {
+                            continue;
+                        }
+                        found.push(Candidate {
+                            distance: store.distance(point, x),
+                            node: x,
+                        });
+                        if depth == 0 && is_gone(x) {
+                            next.push(x);
+                        }
+                    }
+                }
+                via = next;
+            }
+            found.retain(|c| c.node != node && !is_gone(c.node));
+            found.sort_unstable();
+            let live: Vec<NodeId> = list.iter().copied().filter(|&x| !is_gone(x)).collect();
+            let len = if level > 0 {
+                store.params().max_neighbors(level)
+            } else {
+                list.len().min(store.params().max_neighbors(level))
+            };
+            let kept = refill(store, &live, &found, len);
+            store.update_neighbors(node, level, &mut |current: &mut Vec<NodeId>| {
+                *current = kept.clone()
+            });
+            changed += 1;
+        }
+    }
+    changed
+}
 
 /// Marks in `reached` everything reachable from `start` (any level).
 fn mark_from<S: GraphWrite + ?Sized>(

@@ -1,0 +1,115 @@
+//! Moving pending entries into the graph, in batches.
+//!
+//! A batch takes the graph lock, draws up to `vhnsw.merge_batch_size`
+//! entries from the whole pending list (rows arrive grouped, and HNSW
+//! links grouped arrivals poorly: see [`pending::collect`]), shuffles
+//! them, and inserts each one: the WAL record that publishes
+//! its node (or adds its TID to an identical node) also flags the entry
+//! merged, so a crash anywhere leaves every row in exactly one place.
+//! Fully merged pages are then recycled.
+//!
+//! Merges run in the background worker, in an inserting backend that hit
+//! the hard limit, in VACUUM, and in `vhnsw_merge(regclass)`.
+
+use super::insert::insert_point;
+use super::utils::GraphLock;
+use crate::error::SqlResult;
+use crate::fmgr::{pg_fn, Args};
+
+use crate::storage::pending;
+use crate::storage::Index;
+use pgrx::pg_sys::{self, Datum};
+use vdb_core::hnsw::memory::permutation;
+use vdb_core::hnsw::search::LayerSearch;
+
+/// Whether a merge waits for the graph lock or gives up when it is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Wait,
+    /// Background workers: another merger is already at work.
+    Skip,
+}
+
+/// Outcome of one batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Merged {
+    pub entries: usize,
+    /// Upper bound of entries still pending afterwards.
+    pub remaining: usize,
+    /// The graph lock was taken by someone else (Skip mode only).
+    pub busy: bool,
+}
+
+/// Merges up to `max` pending entries into the graph.
+pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged> {
+    let Some(_lock) = (match mode {
+        LockMode::Wait => Some(GraphLock::acquire(index)),
+        LockMode::Skip => GraphLock::try_acquire(index),
+    }) else {
+        return Ok(Merged {
+            busy: true,
+            ..Merged::default()
+        });
+    };
+    let mut graph = super::insert::open_graph_for_write(index)?;
+    let items = pending::collect(index, graph.dims(), max, u64::from(graph.node_count()))?;
+    let mut search = LayerSearch::new();
+    let order = permutation(items.len(), graph.node_count().into());
+    for (done, i) in order.into_iter().enumerate() {
+        if done % 64 == 0 {
+            pgrx::check_for_interrupts!();
+        }
+        let item = &items[i as usize];
+        insert_point(
+            &mut graph,
+            &mut search,
+            &item.point,
+            item.tid,
+            Some(item.at),
+        )?;
+    }
+    pending::add_done(index, items.len());
+    pending::recycle_head(index)?;
+    if !items.is_empty() {
+        // SAFETY: GetCurrentTimestamp only reads the clock.
+        graph.meta.last_merge = unsafe { pg_sys::GetCurrentTimestamp() };
+        graph.meta.merged_total += items.len() as u64;
+        graph.flush_meta();
+    }
+    let remaining = pending::estimate(&crate::storage::graph::read_meta(index)?);
+    Ok(Merged {
+        entries: items.len(),
+        remaining,
+        busy: false,
+    })
+}
+
+/// Merges what the pending list holds when called (rows that inserters
+/// keep adding meanwhile are left to the next merge, so this returns even
+/// under a steady stream of inserts).
+pub fn merge_all(index: Index, batch: usize) -> SqlResult<usize> {
+    let meta = crate::storage::graph::read_meta(index)?;
+    let target = pending::live_count(index, meta.dims as usize)?;
+    let mut total = 0;
+    while total < target {
+        let m = merge_batch(index, batch.min(target - total), LockMode::Wait)?;
+        total += m.entries;
+        if m.entries == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+fn merge_now(args: &Args) -> SqlResult<Datum> {
+    let oid = pg_sys::Oid::from(args.datum(0).value() as u32);
+    let merged = super::utils::with_index(oid, pg_sys::RowExclusiveLock, |index| {
+        merge_all(index, super::options::merge_batch_size())
+    })?;
+    Ok(Datum::from(merged as i64))
+}
+
+pg_fn! {
+    /// `vhnsw_merge(regclass) RETURNS bigint`: merges every pending entry now.
+    fn vdb_vhnsw_merge(args) { merge_now(&args) }
+}

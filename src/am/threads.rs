@@ -1,0 +1,72 @@
+//! Threads that never run Postgres code.
+//!
+//! Rayon threads are spawned with every signal blocked, so Postgres's
+//! signal handlers only ever run on the backend's own thread; the threads
+//! compute on copied-out data and never call a Postgres function.
+
+use rayon::prelude::*;
+use std::sync::OnceLock;
+use vdb_core::hnsw::insert::Reselect;
+use vdb_core::hnsw::{Metric, NodeId};
+
+/// Blocks every signal in this thread until dropped, so that threads
+/// spawned meanwhile inherit a fully blocked mask and never run the
+/// backend's signal handlers.
+pub struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    pub fn new() -> SignalsBlocked {
+        // SAFETY: sigfillset/pthread_sigmask only write the sets passed.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked { old }
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in new().
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// Cores this machine has.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The process's pool for merge work, created on first use (`None` if
+/// its threads could not be started: the work then runs serially).
+fn merge_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let _blocked = SignalsBlocked::new();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores())
+            .thread_name(|i| format!("vhnsw-merge-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Fewer full lists than this are re-selected on the calling thread: the
+/// hand-off would cost more than it saves.
+const PARALLEL_MIN_JOBS: usize = 8;
+
+/// Re-selects full neighbour lists, on all cores when there are enough.
+/// A panic in a job reaches the caller's thread (and becomes an ERROR).
+pub fn reselect(work: &[Reselect], metric: Metric) -> Vec<Vec<NodeId>> {
+    match merge_pool() {
+        Some(pool) if work.len() >= PARALLEL_MIN_JOBS && cores() > 1 => {
+            pool.install(|| work.par_iter().map(|w| w.run(metric)).collect())
+        }
+        _ => work.iter().map(|w| w.run(metric)).collect(),
+    }
+}

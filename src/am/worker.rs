@@ -1,0 +1,298 @@
+//! Background merging of the pending list.
+//!
+//! Without `shared_preload_libraries`, a backend whose insert started the
+//! list (or pushed it past `vhnsw.pending_list_limit`) starts a dynamic
+//! merge worker for that index. With vdb preloaded, it queues the request
+//! in shared memory instead and a long-lived launcher starts the workers.
+//!
+//! A merge worker waits `vhnsw.merge_naptime` (so a trickle of inserts is
+//! merged in one batch), then merges batches until the list is empty,
+//! pausing between batches while the list is below the limit. It gives up
+//! at once if another merger holds the index's graph lock.
+
+use super::merge::{merge_batch, LockMode};
+use super::options::{merge_batch_size, merge_naptime, pending_limit};
+use crate::storage::graph::read_meta;
+use crate::storage::{pending, Index};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::lwlock::PgLwLock;
+use pgrx::pg_guard;
+use pgrx::pg_sys;
+use pgrx::shmem::PGRXSharedMemory;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const QUEUE_SLOTS: usize = 64;
+
+/// Merge requests waiting for the launcher: (database, index) oids.
+#[derive(Clone, Copy)]
+pub struct MergeQueue {
+    len: usize,
+    items: [(u32, u32); QUEUE_SLOTS],
+}
+
+impl Default for MergeQueue {
+    fn default() -> Self {
+        MergeQueue {
+            len: 0,
+            items: [(0, 0); QUEUE_SLOTS],
+        }
+    }
+}
+
+// SAFETY: plain data, no pointers: valid to share between processes.
+unsafe impl PGRXSharedMemory for MergeQueue {}
+
+// SAFETY: the name is unique to vdb.
+static QUEUE: PgLwLock<MergeQueue> = unsafe { PgLwLock::new(c"vdb_merge_queue") };
+
+/// Set in the postmaster when vdb is in `shared_preload_libraries`;
+/// backends inherit it.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init`: with preloading, the queue and the launcher.
+pub fn init() {
+    // SAFETY: a plain global flag of the postmaster.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    PRELOADED.store(true, Ordering::Relaxed);
+    pgrx::pg_shmem_init!(QUEUE);
+    BackgroundWorkerBuilder::new("vdb merge launcher")
+        .set_type("vdb merge launcher")
+        .set_library("vdb")
+        .set_function("vdb_merge_launcher_main")
+        .enable_shmem_access(None)
+        // Connected to no database (as the logical replication launcher),
+        // so that it shows in pg_stat_activity.
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(std::time::Duration::from_secs(5)))
+        .load();
+}
+
+/// `locktag_field4` of vdb's merge-worker locks, apart from the values
+/// `pg_advisory_lock` uses (1 and 2).
+const MERGE_LOCK_KIND: u16 = 0x7664;
+
+/// The session lock a merge worker holds on its index for as long as it
+/// runs: one worker per index, and backends can tell whether one runs.
+/// It shows in `pg_locks` as an advisory lock (objid = the index's oid).
+fn worker_lock(db: u32, index: u32) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        locktag_field1: db,
+        locktag_field2: index,
+        locktag_field3: 0,
+        locktag_field4: MERGE_LOCK_KIND,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+/// Takes `tag` without waiting; `session` locks outlive transactions.
+fn try_lock(tag: &pg_sys::LOCKTAG, session: bool) -> bool {
+    // SAFETY: a lock tag of vdb's own kind; user locks held by a session
+    // are released at process exit if not before.
+    let got = unsafe { pg_sys::LockAcquire(tag, pg_sys::ExclusiveLock as i32, session, true) };
+    got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+}
+
+fn unlock(tag: &pg_sys::LOCKTAG, session: bool) {
+    // SAFETY: releases a lock this process took with try_lock.
+    unsafe { pg_sys::LockRelease(tag, pg_sys::ExclusiveLock as i32, session) };
+}
+
+/// Asks for the pending list of `index` to be merged in the background,
+/// unless a merge worker already runs for it.
+pub fn request_merge(index: Index) {
+    // SAFETY: the index is open; MyDatabaseId is set in a backend.
+    let (db, oid) = unsafe { (pg_sys::MyDatabaseId.to_u32(), (*index.raw()).rd_id.to_u32()) };
+    let tag = worker_lock(db, oid);
+    if !try_lock(&tag, false) {
+        return; // a worker runs and will see this entry (it re-checks on exit)
+    }
+    unlock(&tag, false);
+    if PRELOADED.load(Ordering::Relaxed) {
+        let mut queue = QUEUE.exclusive();
+        let len = queue.len;
+        if queue.items[..len].contains(&(db, oid)) {
+            return;
+        }
+        if len < QUEUE_SLOTS {
+            queue.items[len] = (db, oid);
+            queue.len += 1;
+            return;
+        }
+    }
+    launch(db, oid);
+}
+
+/// Starts a dynamic merge worker; without a free worker slot nothing
+/// happens (inserts then merge themselves at the hard limit).
+fn launch(db: u32, index: u32) {
+    let _ = BackgroundWorkerBuilder::new(&format!("vdb merge {index}"))
+        .set_type("vdb merge")
+        .set_library("vdb")
+        .set_function("vdb_merge_worker_main")
+        .set_argument(Some(pg_sys::Datum::from(index)))
+        .set_extra(&db.to_string())
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .load_dynamic();
+}
+
+/// What one batch in a worker found.
+enum Step {
+    /// More to merge; the estimate of what is left.
+    More(usize),
+    /// The list is empty.
+    Empty,
+    /// Another merger (a backend under back-pressure, VACUUM, a check)
+    /// holds the graph lock.
+    Busy,
+    /// The index is gone (or not visible yet).
+    Gone,
+}
+
+/// Runs `f` on the index if it still exists.
+fn with_open_index(index_oid: pg_sys::Oid, f: impl FnOnce(Index) -> Step) -> Step {
+    // SAFETY: try_relation_open returns null for a dropped relation; we
+    // check it is a vhnsw index before touching its pages, and close it.
+    unsafe {
+        let rel = pg_sys::try_relation_open(index_oid, pg_sys::RowExclusiveLock as i32);
+        if rel.is_null() {
+            return Step::Gone;
+        }
+        let step = if super::utils::is_vhnsw(rel) {
+            f(Index::new(rel))
+        } else {
+            Step::Gone
+        };
+        pg_sys::relation_close(rel, pg_sys::RowExclusiveLock as i32);
+        step
+    }
+}
+
+fn merge_step(index_oid: pg_sys::Oid) -> Step {
+    with_open_index(index_oid, |index| {
+        match merge_batch(index, merge_batch_size(), LockMode::Skip) {
+            Ok(m) if m.busy => Step::Busy,
+            Ok(m) if m.entries == 0 || m.remaining == 0 => Step::Empty,
+            Ok(m) => Step::More(m.remaining),
+            Err(e) => crate::fmgr::raise(e),
+        }
+    })
+}
+
+fn pending_now(index_oid: pg_sys::Oid) -> Step {
+    with_open_index(index_oid, |index| {
+        let live = read_meta(index).and_then(|meta| pending::live_count(index, meta.dims as usize));
+        match live {
+            Ok(0) => Step::Empty,
+            Ok(n) => Step::More(n),
+            Err(e) => crate::fmgr::raise(e),
+        }
+    })
+}
+
+unsafe extern "C-unwind" {
+    // Postgres's signal handlers, by their C symbols (pg_sys wraps them
+    // in Rust functions, which cannot be installed as handlers).
+    fn die(signal: std::ffi::c_int);
+    fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
+}
+
+/// Postgres's own handlers: SIGTERM sets the interrupt flags that
+/// `CHECK_FOR_INTERRUPTS` (called every few inserts of a merge) turns
+/// into a clean exit, so shutdown never waits for a batch to finish.
+fn attach_signal_handlers() {
+    // SAFETY: installs Postgres's standard handlers before unblocking
+    // signals, as a background worker's main function must.
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
+/// Sleeps up to `naptime` (less if the latch is set), then handles
+/// interrupts: a SIGTERM ends the process here; a SIGHUP reloads settings.
+fn nap(naptime: std::time::Duration) {
+    // SAFETY: MyLatch is this process's latch; WL_EXIT_ON_PM_DEATH ends
+    // the worker if the postmaster dies.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            naptime.as_millis().min(i64::MAX as u128) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        if pg_sys::ConfigReloadPending != 0 {
+            pg_sys::ConfigReloadPending = 0;
+            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        }
+    }
+    pgrx::check_for_interrupts!();
+}
+
+/// Entry point of a merge worker: argument = index oid, extra = database oid.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn vdb_merge_worker_main(arg: pg_sys::Datum) {
+    attach_signal_handlers();
+    let Ok(db) = BackgroundWorker::get_extra().parse::<u32>() else {
+        return;
+    };
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
+    let index_oid = pg_sys::Oid::from(arg.value() as u32);
+    let tag = worker_lock(db, index_oid.to_u32());
+    if !BackgroundWorker::transaction(|| try_lock(&tag, true)) {
+        return; // another worker has this index
+    }
+    // A trickle of inserts is merged in one batch.
+    nap(merge_naptime());
+    loop {
+        pgrx::check_for_interrupts!();
+        match BackgroundWorker::transaction(|| merge_step(index_oid)) {
+            Step::Gone => break,
+            Step::Busy => nap(merge_naptime()),
+            Step::More(left) if left < pending_limit() => nap(merge_naptime()),
+            Step::More(_) => {}
+            Step::Empty => {
+                // A backend that appended while we held the lock did not
+                // start a worker: look again after letting go.
+                unlock(&tag, true);
+                let more = matches!(
+                    BackgroundWorker::transaction(|| pending_now(index_oid)),
+                    Step::More(_)
+                );
+                if !(more && BackgroundWorker::transaction(|| try_lock(&tag, true))) {
+                    return;
+                }
+            }
+        }
+    }
+    unlock(&tag, true);
+}
+
+/// Entry point of the launcher (vdb preloaded): starts a merge worker for
+/// each queued request.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn vdb_merge_launcher_main(_arg: pg_sys::Datum) {
+    attach_signal_handlers();
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    loop {
+        nap(merge_naptime());
+        let requests: Vec<(u32, u32)> = {
+            let mut queue = QUEUE.exclusive();
+            let taken = queue.items[..queue.len].to_vec();
+            queue.len = 0;
+            taken
+        };
+        for (db, index) in requests {
+            launch(db, index);
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The pending list: rows `aminsert` acknowledged that are not in the graph
+//! yet (layout in [`super::layout`]).
+//!
+//! Locking, to stay deadlock-free with buffer locks (which have no deadlock
+//! detection): a pending page is always locked before the metapage, never
+//! after. Appenders lock the tail page, and the metapage only to chain a
+//! new page. Readers hold one share lock at a time.
+
+use super::buffer::{self, Block, PageRead, WalBatch};
+use super::graph::{put_meta, read_meta};
+use super::layout::{
+    self, pending_entry_size, pending_per_page, Meta, PageKind, PendingEntry, PendingHeader, Tid,
+    INVALID_BLOCK, META_BLOCK, PENDING_DEAD, PENDING_ENTRY, PENDING_HEADER, PENDING_MERGED,
+};
+use super::Index;
+use crate::error::SqlResult;
+use vdb_core::hnsw::Point;
+
+/// Where an entry lives: its page and its index in the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryRef {
+    pub block: Block,
+    pub slot: usize,
+}
+
+/// A pending entry copied out for merging.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub at: EntryRef,
+    pub tid: Tid,
+    pub point: Point,
+}
+
+/// What an append saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The list was empty before this entry.
+    pub was_empty: bool,
+    /// This entry started a new page.
+    pub new_page: bool,
+    /// Entries in the list, at most (whole pages between head and tail).
+    pub estimate: usize,
+}
+
+/// Upper bound of the entries in the list, from the metapage.
+pub fn estimate(meta: &Meta) -> usize {
+    if meta.pending_head == INVALID_BLOCK {
+        return 0;
+    }
+    let pages = meta.next_pending_seq.wrapping_sub(meta.pending_head_seq) as usize;
+    (pages * pending_per_page(meta.dims as usize)).saturating_sub(meta.pending_done as usize)
+}
+
+fn entry_offset(dims: usize, slot: usize) -> usize {
+    PENDING_HEADER + slot * pending_entry_size(dims)
+}
+
+fn write_entry(payload: &mut [u8], dims: usize, slot: usize, point: &Point, tid: Tid) {
+    let at = entry_offset(dims, slot);
+    *layout::read_mut::<PendingEntry>(payload, at) = PendingEntry {
+        flags: 0,
+        tid,
+        aux: point.aux,
+    };
+    layout::slice_mut::<f32>(payload, at + PENDING_ENTRY, dims).copy_from_slice(&point.vec);
+}
+
+/// A fresh pending page in `batch` with sequence number `seq`, holding
+/// `point` as its first entry.
+fn start_page(batch: &mut WalBatch, block: Block, seq: u32, dims: usize, point: &Point, tid: Tid) {
+    let i = batch.page(block, Some(PageKind::Pending));
+    let page = batch.bytes_mut(i);
+    let payload = layout::payload_mut(page);
+    *layout::read_mut::<PendingHeader>(payload, 0) = PendingHeader {
+        seq,
+        count: 1,
+        done: 0,
+    };
+    write_entry(payload, dims, 0, point, tid);
+}
+
+/// A page for a new tail: a recycled one, or a new one at the end of the
+/// relation. The caller holds the metapage (exclusively, in `batch`).
+fn take_page(rel: Index, meta: &mut Meta) -> Block {
+    if meta.pending_free != INVALID_BLOCK {
+        let block = meta.pending_free;
+        meta.pending_free = layout::opaque(PageRead::new(rel, block).bytes()).next;
+        block
+    } else {
+        buffer::extend(rel, 1)
+    }
+}
+
+/// Appends a prepared point for heap row `tid` to the list.
+pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
+    let dims = point.vec.len();
+    let per_page = pending_per_page(dims);
+    loop {
+        let meta = read_meta(rel)?;
+        if meta.pending_tail == INVALID_BLOCK {
+            // Empty list: lock the metapage first (the new page is ours).
+            let mut batch = WalBatch::start(rel);
+            let m = batch.page(META_BLOCK, None);
+            let mut meta = *layout::read::<Meta>(layout::payload(batch.bytes(m)), 0);
+            if meta.pending_tail != INVALID_BLOCK {
+                continue; // someone else started the list: retry as a tail append
+            }
+            let block = take_page(rel, &mut meta);
+            let seq = meta.next_pending_seq;
+            start_page(&mut batch, block, seq, dims, point, tid);
+            meta.next_pending_seq = seq.wrapping_add(1);
+            meta.pending_head = block;
+            meta.pending_tail = block;
+            meta.pending_head_seq = seq;
+            put_meta(batch.bytes_mut(m), &meta);
+            batch.commit();
+            return Ok(Appended {
+                was_empty: true,
+                new_page: true,
+                estimate: 1,
+            });
+        }
+
+        let mut batch = WalBatch::start(rel);
+        let t = batch.page(meta.pending_tail, None);
+        let tail = batch.bytes(t);
+        let header = *layout::read::<PendingHeader>(layout::payload(tail), 0);
+        // Still the tail we read from the metapage? The tail always holds
+        // the newest sequence number; a page chained past, recycled (its
+        // number cleared) or reused since has another.
+        if layout::opaque(tail).kind != PageKind::Pending as u16
+            || layout::opaque(tail).next != INVALID_BLOCK
+            || header.seq != meta.next_pending_seq.wrapping_sub(1)
+        {
+            continue; // re-read the metapage
+        }
+        if usize::from(header.count) < per_page {
+            let payload = layout::payload_mut(batch.bytes_mut(t));
+            write_entry(payload, dims, usize::from(header.count), point, tid);
+            layout::read_mut::<PendingHeader>(payload, 0).count += 1;
+            batch.commit();
+            // Every earlier entry merged (or dead): the list was empty
+            // (a hint: `meta` was read before the tail was locked).
+            let was_empty = meta.pending_head == meta.pending_tail && header.done == header.count;
+            return Ok(Appended {
+                was_empty,
+                new_page: false,
+                estimate: estimate(&meta),
+            });
+        }
+
+        // The tail is full: chain a new page (tail page, then metapage).
+        let m = batch.page(META_BLOCK, None);
+        let mut meta = *layout::read::<Meta>(layout::payload(batch.bytes(m)), 0);
+        let was_empty = meta.pending_head == meta.pending_tail && header.done == header.count;
+        let block = take_page(rel, &mut meta);
+        let seq = meta.next_pending_seq;
+        start_page(&mut batch, block, seq, dims, point, tid);
+        layout::opaque_mut(batch.bytes_mut(t)).next = block;
+        meta.next_pending_seq = seq.wrapping_add(1);
+        meta.pending_tail = block;
+        put_meta(batch.bytes_mut(m), &meta);
+        batch.commit();
+        return Ok(Appended {
+            was_empty,
+            new_page: true,
+            estimate: estimate(&meta),
+        });
+    }
+}
+
+/// Calls `f(entry, tid, vector, aux, flags)` for every entry of the list,
+/// page by page under a share lock. If the list moves under the reader (a
+/// page recycled), it starts over from the new head: `f` may see an entry
+/// twice, and callers keep what they need by TID.
+pub fn for_each(
+    rel: Index,
+    dims: usize,
+    mut f: impl FnMut(EntryRef, Tid, &[f32], f32, u16),
+) -> SqlResult<()> {
+    'restart: loop {
+        let meta = read_meta(rel)?;
+        let mut block = meta.pending_head;
+        let mut seq = meta.pending_head_seq;
+        while block != INVALID_BLOCK {
+            let page = PageRead::new(rel, block);
+            let bytes = page.bytes();
+            let header = *layout::read::<PendingHeader>(layout::payload(bytes), 0);
+            if layout::opaque(bytes).kind != PageKind::Pending as u16 || header.seq != seq {
+                continue 'restart;
+            }
+            let payload = layout::payload(bytes);
+            for slot in 0..usize::from(header.count) {
+                let at = entry_offset(dims, slot);
+                let entry = layout::read::<PendingEntry>(payload, at);
+                let vec = layout::slice::<f32>(payload, at + PENDING_ENTRY, dims);
+                f(
+                    EntryRef { block, slot },
+                    entry.tid,
+                    vec,
+                    entry.aux,
+                    entry.flags,
+                );
+            }
+            block = layout::opaque(bytes).next;
+            seq = seq.wrapping_add(1);
+        }
+        return Ok(());
+    }
+}
+
+/// Up to `max` entries not yet merged nor dead, drawn uniformly from the
+/// whole list (a reservoir sample seeded with `seed`).
+///
+/// Rows often arrive grouped (a bulk load in table order, one tenant or
+/// topic after another); merging them in arrival order builds an HNSW
+/// graph whose early groups barely link to later ones, and searches then
+/// miss whole groups. Drawing each batch from everything pending mixes
+/// them, as the random insertion order of `CREATE INDEX` does.
+pub fn collect(rel: Index, dims: usize, max: usize, seed: u64) -> SqlResult<Vec<Item>> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut live = 0u64;
+    let mut state = seed;
+    for_each(rel, dims, |at, tid, vec, aux, flags| {
+        if max == 0 || flags != 0 || !seen.insert(at) {
+            return;
+        }
+        live += 1;
+        let slot = if items.len() < max {
+            items.len()
+        } else {
+            state = vdb_core::hnsw::splitmix64(state);
+            let j = (state % live) as usize;
+            if j >= max {
+                return;
+            }
+            j
+        };
+        let item = Item {
+            at,
+            tid,
+            point: Point {
+                vec: vec.to_vec(),
+                aux,
+            },
+        };
+        if slot == items.len() {
+            items.push(item);
+        } else {
+            items[slot] = item;
+        }
+    })?;
+    Ok(items)
+}
+
+/// Flags entry `at` in `batch` (which must hold its page): merged or dead.
+pub fn mark(batch: &mut WalBatch, at: EntryRef, dims: usize, flag: u16) {
+    let i = batch.page(at.block, None);
+    let payload = layout::payload_mut(batch.bytes_mut(i));
+    let entry = layout::read_mut::<PendingEntry>(payload, entry_offset(dims, at.slot));
+    if entry.flags == 0 {
+        entry.flags = flag;
+        layout::read_mut::<PendingHeader>(payload, 0).done += 1;
+    }
+}
+
+/// Adds `n` to the metapage's count of done entries (the caller holds the
+/// graph lock, which every writer of that count holds).
+pub fn add_done(rel: Index, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let mut batch = WalBatch::start(rel);
+    let m = batch.page(META_BLOCK, None);
+    let mut meta = *layout::read::<Meta>(layout::payload(batch.bytes(m)), 0);
+    meta.pending_done = meta.pending_done.saturating_add(n as u32);
+    put_meta(batch.bytes_mut(m), &meta);
+    batch.commit();
+}
+
+/// Recycles fully done pages at the head of the list (never the tail,
+/// which appenders may be writing). Returns how many pages were freed.
+pub fn recycle_head(rel: Index) -> SqlResult<usize> {
+    let mut freed = 0;
+    loop {
+        let meta = read_meta(rel)?;
+        let head = meta.pending_head;
+        if head == INVALID_BLOCK || head == meta.pending_tail {
+            return Ok(freed);
+        }
+        // Head page first, then the metapage.
+        let mut batch = WalBatch::start(rel);
+        let h = batch.page(head, None);
+        let header = *layout::read::<PendingHeader>(layout::payload(batch.bytes(h)), 0);
+        if header.done < header.count {
+            return Ok(freed);
+        }
+        let next = layout::opaque(batch.bytes(h)).next;
+        let m = batch.page(META_BLOCK, None);
+        let mut meta = *layout::read::<Meta>(layout::payload(batch.bytes(m)), 0);
+        if meta.pending_head != head {
+            continue;
+        }
+        meta.pending_head = next;
+        meta.pending_head_seq = header.seq.wrapping_add(1);
+        meta.pending_done = meta.pending_done.saturating_sub(u32::from(header.done));
+        // Off the list: its sequence number no longer matches any reader's.
+        layout::read_mut::<PendingHeader>(layout::payload_mut(batch.bytes_mut(h)), 0).seq =
+            u32::MAX;
+        layout::opaque_mut(batch.bytes_mut(h)).next = meta.pending_free;
+        meta.pending_free = head;
+        put_meta(batch.bytes_mut(m), &meta);
+        batch.commit();
+        freed += 1;
+    }
+}
+
+/// Flags entries whose heap row `is_dead` says is gone. Returns (removed,
+/// kept) counts of live entries.
+pub fn bulk_delete(
+    rel: Index,
+    dims: usize,
+    mut is_dead: impl FnMut(Tid) -> bool,
+) -> SqlResult<(usize, usize)> {
+    let mut dead: Vec<EntryRef> = Vec::new();
+    let mut kept = 0;
+    let mut seen = std::collections::HashSet::new();
+    for_each(rel, dims, |at, tid, _, _, flags| {
+        if flags == 0 && seen.insert(at) {
+            if is_dead(tid) {
+                dead.push(at);
+            } else {
+                kept += 1;
+            }
+        }
+    })?;
+    for chunk in dead.chunk_by(|a, b| a.block == b.block) {
+        let mut batch = WalBatch::start(rel);
+        for &at in chunk {
+            mark(&mut batch, at, dims, PENDING_DEAD);
+        }
+        batch.commit();
+    }
+    add_done(rel, dead.len());
+    Ok((dead.len(), kept))
+}
+
+/// Entries not yet merged nor dead (exact, by reading the list).
+pub fn live_count(rel: Index, dims: usize) -> SqlResult<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    for_each(rel, dims, |at, _, _, _, flags| {
+        if flags == 0 && seen.insert(at) {
+            n += 1;
+        }
+    })?;
+    Ok(n)
+}
+
+/// Whether `flags` marks an entry that is still pending.
+pub fn is_live(flags: u16) -> bool {
+    flags & (PENDING_MERGED | PENDING_DEAD) == 0
+}
