@@ -38,6 +38,9 @@ fn a_streaming_standby_replays_the_index_exactly() {
         "max_wal_senders = 4",
         "wal_consistency_checking = 'generic'",
         "hot_standby = on",
+        // Merges happen only where the test calls vhnsw_merge, so the
+        // rows inserted last stay pending.
+        "vhnsw.merge_naptime = '1h'",
     ];
     let primary = Cluster::start("primary", &conf);
     let standby = Cluster::standby_of(&primary, "standby", &conf);

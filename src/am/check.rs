@@ -320,12 +320,39 @@ fn check(args: &Args) -> SqlResult<Datum> {
     let problems = super::utils::with_index(oid, pg_sys::AccessShareLock, |index| {
         // No merge may move rows between the graph and the list meanwhile.
         let _lock = super::utils::GraphLock::acquire(index);
-        let graph = PageGraph::open(index)?;
-        let mut problems = structural_problems(&graph);
-        problems.extend(table_problems(index, &graph)?);
-        Ok(problems)
+        // On a standby the primary's merges and vacuums replay underneath
+        // (its locks are not replicated): look again if a page changed.
+        let mut attempts = 0;
+        loop {
+            let replayed = replay_position();
+            let graph = PageGraph::open(index)?;
+            let mut problems = structural_problems(&graph);
+            problems.extend(table_problems(index, &graph)?);
+            match replayed {
+                Some(lsn) if attempts < 50 && changed_since(index, lsn) => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    pgrx::check_for_interrupts!();
+                }
+                _ => return Ok(problems),
+            }
+        }
     })?;
     Ok(crate::fmgr::text_datum(&problems.join("\n")))
+}
+
+/// How far a standby has replayed the WAL; `None` on a primary.
+fn replay_position() -> Option<u64> {
+    // SAFETY: both only read shared recovery state.
+    unsafe {
+        pg_sys::RecoveryInProgress().then(|| pg_sys::GetXLogReplayRecPtr(std::ptr::null_mut()))
+    }
+}
+
+/// Whether any page of the index was changed by WAL past `lsn`.
+fn changed_since(index: Index, lsn: u64) -> bool {
+    (0..crate::storage::buffer::block_count(index))
+        .any(|block| crate::storage::buffer::PageRead::new(index, block).lsn() > lsn)
 }
 
 pg_fn! {

@@ -80,6 +80,14 @@ impl PageRead {
             std::slice::from_raw_parts(pg_sys::BufferGetPage(self.buffer).cast::<u8>(), BLCKSZ)
         }
     }
+
+    /// The position in the WAL of the page's last change.
+    pub fn lsn(&self) -> u64 {
+        // pd_lsn leads every page: two native-endian halves, high first.
+        let b = self.bytes();
+        let half = |i: usize| u64::from(u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+        (half(0) << 32) | half(4)
+    }
 }
 
 impl Drop for PageRead {
