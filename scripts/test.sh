@@ -6,6 +6,15 @@
 
 setup
 
+log "formatting and lints"
+if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 ||
+    rustup component add rustfmt clippy; then
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --features pg_test -- -D warnings
+else
+    log "rustfmt/clippy unavailable on this machine: lints skipped"
+fi
+
 log "unit tests of the Postgres-free crates"
 cargo test --workspace --exclude vdb
 

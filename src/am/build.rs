@@ -371,7 +371,7 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
     let threads = cores();
     let outcome = std::thread::scope(|scope| {
         let worker = {
-            let _blocked = SignalsBlocked::new();
+            let _blocked = SignalsBlocked::block();
             scope.spawn(|| -> Result<(), String> {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -379,7 +379,7 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
                     .build()
                     .map_err(|e| e.to_string())?;
                 pool.install(|| {
-                    #[cfg(feature = "pg_test")]
+                    #[cfg(any(test, feature = "pg_test"))]
                     inject_panic_for_tests();
                     graph.build(&progress, &cancel)
                 });
@@ -432,10 +432,10 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
 }
 
 /// Set by a test to make the next build panic in a rayon job.
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 pub static INJECT_BUILD_PANIC: AtomicBool = AtomicBool::new(false);
 
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 fn inject_panic_for_tests() {
     use rayon::prelude::*;
     if INJECT_BUILD_PANIC.swap(false, Ordering::Relaxed) {

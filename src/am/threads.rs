@@ -17,7 +17,7 @@ pub struct SignalsBlocked {
 }
 
 impl SignalsBlocked {
-    pub fn new() -> SignalsBlocked {
+    pub fn block() -> SignalsBlocked {
         // SAFETY: sigfillset/pthread_sigmask only write the sets passed.
         unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
@@ -46,7 +46,7 @@ pub fn cores() -> usize {
 fn merge_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let _blocked = SignalsBlocked::new();
+        let _blocked = SignalsBlocked::block();
         rayon::ThreadPoolBuilder::new()
             .num_threads(cores())
             .thread_name(|i| format!("vhnsw-merge-{i}"))

@@ -119,8 +119,11 @@ pub fn or_raise<T>(result: SqlResult<T>) -> T {
 }
 
 /// Whether `rel` is an index of the vhnsw access method.
-pub fn is_vhnsw(rel: pg_sys::Relation) -> bool {
-    // SAFETY: rel is an open relation; get_index_am_oid reads the catalog.
+///
+/// # Safety
+/// `rel` must be an open relation.
+pub unsafe fn is_vhnsw(rel: pg_sys::Relation) -> bool {
+    // SAFETY: as the caller promises; get_index_am_oid reads the catalog.
     unsafe { (*(*rel).rd_rel).relam == pg_sys::get_index_am_oid(c"vhnsw".as_ptr(), true) }
 }
 
@@ -134,7 +137,8 @@ pub fn with_index<R>(
     // SAFETY: index_open locks and validates the relation (an ERROR if it
     // is not an index); closed below.
     let raw = unsafe { pg_sys::index_open(oid, lock as i32) };
-    let result = if is_vhnsw(raw) {
+    // SAFETY: opened above.
+    let result = if unsafe { is_vhnsw(raw) } {
         // SAFETY: open until index_close below.
         f(unsafe { Index::new(raw) })
     } else {

@@ -160,7 +160,7 @@ impl MemoryGraph {
 
     /// Links node `id` into the graph (its point is already pushed).
     pub fn insert(&self, id: NodeId, search: &mut LayerSearch) {
-        self.insert_linking(id, search, |g, node, plan| link_back(g, node, plan));
+        self.insert_linking(id, search, link_back);
     }
 
     /// `insert`, with `link` adding the node to its neighbours' lists.

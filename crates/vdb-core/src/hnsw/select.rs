@@ -113,10 +113,8 @@ pub fn refill<S: GraphStore + ?Sized>(
     let metric = store.params().metric;
     let mut list: Vec<usize> = (0..kept.len()).collect();
     let mut skipped = Vec::new();
-    let mut next = kept.len();
-    for c in candidates.iter().filter(|c| !kept.contains(&c.node)) {
-        let row = next;
-        next += 1;
+    let fresh = candidates.iter().filter(|c| !kept.contains(&c.node));
+    for (row, c) in (kept.len()..).zip(fresh) {
         if list.len() >= len {
             break;
         }
