@@ -230,6 +230,22 @@ CREATE OPERATOR <@> (
 );
 COMMENT ON OPERATOR <@> (vector, vector) IS 'hyperbolic (Poincare ball) distance';
 
+-- The search hint: `WHERE embedding <^> 200` is always true, and a vhnsw
+-- scan that has it as an index condition searches with ef_search 200. It
+-- travels in the SQL, so it reaches shards through postgres_fdw.
+CREATE FUNCTION vhnsw_ef_search_hint(vector, integer) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_ef_search_hint' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vhnsw_ef_search_hint(vector, integer) IS 'true; as operator <^>, sets ef_search (1-1000) for a vhnsw scan of the vector column';
+
+CREATE FUNCTION vhnsw_hint_selectivity(internal, oid, internal, integer) RETURNS float8
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_hint_selectivity' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR <^> (
+    LEFTARG = vector, RIGHTARG = integer, PROCEDURE = vhnsw_ef_search_hint,
+    RESTRICT = vhnsw_hint_selectivity
+);
+COMMENT ON OPERATOR <^> (vector, integer) IS 'search hint: always true; a vhnsw scan of the left column uses the right side as ef_search';
+
 CREATE FUNCTION vhnsw_handler(internal) RETURNS index_am_handler
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_handler' LANGUAGE C;
 
@@ -249,22 +265,27 @@ CREATE FUNCTION vhnsw_support_poincare(internal) RETURNS internal
 
 CREATE OPERATOR CLASS vector_l2_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+    OPERATOR 2 <^> (vector, integer),
     FUNCTION 1 vhnsw_support_l2(internal);
 
 CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+    OPERATOR 2 <^> (vector, integer),
     FUNCTION 1 vhnsw_support_ip(internal);
 
 CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+    OPERATOR 2 <^> (vector, integer),
     FUNCTION 1 vhnsw_support_cosine(internal);
 
 CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
+    OPERATOR 2 <^> (vector, integer),
     FUNCTION 1 vhnsw_support_l1(internal);
 
 CREATE OPERATOR CLASS vector_poincare_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <@> (vector, vector) FOR ORDER BY float_ops,
+    OPERATOR 2 <^> (vector, integer),
     FUNCTION 1 vhnsw_support_poincare(internal);
 
 CREATE FUNCTION vhnsw_check(regclass) RETURNS text

@@ -83,8 +83,18 @@ fn opclass(ds: &Dataset) -> &'static str {
     }
 }
 
-/// Creates `bench_items` and loads the base rows with binary COPY.
-pub fn load(client: &mut Client, engine: &Engine, ds: &Dataset) -> Result<Duration, BoxError> {
+/// Creates `bench_items` and loads the base rows, but for `held_back`,
+/// with binary COPY.
+pub fn load(
+    client: &mut Client,
+    engine: &Engine,
+    ds: &Dataset,
+    held_back: &[usize],
+) -> Result<Duration, BoxError> {
+    let mut skip = vec![false; ds.ids.len()];
+    for &row in held_back {
+        skip[row] = true;
+    }
     client.batch_execute(&format!(
         "CREATE EXTENSION IF NOT EXISTS {ext};
          DROP TABLE IF EXISTS bench_items;
@@ -96,7 +106,7 @@ pub fn load(client: &mut Client, engine: &Engine, ds: &Dataset) -> Result<Durati
     let start = Instant::now();
     let sink = client.copy_in("COPY bench_items (id, embedding) FROM STDIN (FORMAT binary)")?;
     let mut writer = BinaryCopyInWriter::new(sink, &[Type::INT4, vector_type]);
-    for (i, &id) in ds.ids.iter().enumerate() {
+    for (i, &id) in ds.ids.iter().enumerate().filter(|&(i, _)| !skip[i]) {
         writer.write(&[&id, &Vector(ds.base.row(i))])?;
     }
     writer.finish()?;

@@ -5,13 +5,24 @@
 //! ```text
 //! vdb-bench --vdb <conninfo> [--pgvector <conninfo>] [--dataset glove|gmm]
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
-//!           [--m 16] [--ef-construction 64] [--data-dir DIR] [--out DIR]
+//!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
+//!           [--data-dir DIR] [--out DIR]
+//! ```
+//!
+//! Each engine: load the base rows but `--insert-rows` of them (spread
+//! evenly), build the index, insert the held-back rows through it (one row
+//! per statement from 1 and 4 clients, then 1,000-row statements), measure
+//! recall right away and how long vdb takes to merge its pending list,
+//! then run the query passes over the complete table.
+//!
+//! ```text
 //! ```
 //!
 //! `scripts/bench.sh` starts a throwaway cluster and runs this.
 
 mod dataset;
 mod db;
+mod insert;
 mod report;
 
 use db::{Engine, QueryStats};
@@ -27,6 +38,7 @@ struct Options {
     ef: Vec<u32>,
     m: u32,
     ef_construction: u32,
+    insert_rows: usize,
     data_dir: PathBuf,
     out: PathBuf,
 }
@@ -41,6 +53,7 @@ fn parse() -> Result<Options, String> {
         ef: vec![10, 20, 40, 80, 160, 320],
         m: 16,
         ef_construction: 64,
+        insert_rows: 20_000,
         data_dir: PathBuf::from(".data/bench"),
         out: PathBuf::from("bench/out"),
     };
@@ -66,6 +79,11 @@ fn parse() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--ef-construction: {e}"))?
             }
+            "--insert-rows" => {
+                o.insert_rows = value()?
+                    .parse()
+                    .map_err(|e| format!("--insert-rows: {e}"))?
+            }
             "--data-dir" => o.data_dir = value()?.into(),
             "--out" => o.out = value()?.into(),
             other => return Err(format!("unknown argument {other}")),
@@ -90,11 +108,12 @@ fn run_engine(
         .map(|r| r.get(0))
         .collect();
     eprintln!("[{}] settings: {}", engine.name, settings.join(", "));
-    let load = db::load(&mut client, engine, ds)?;
+    let held_back = insert::held_back(ds.base.len(), o.insert_rows);
+    let load = db::load(&mut client, engine, ds, &held_back)?;
     eprintln!(
         "[{}] loaded {} rows in {:.1}s",
         engine.name,
-        ds.base.len(),
+        ds.base.len() - held_back.len(),
         load.as_secs_f64()
     );
     let (build, size) = db::build(&mut client, engine, ds, o.m, o.ef_construction)?;
@@ -104,6 +123,35 @@ fn run_engine(
         build.as_secs_f64(),
         size as f64 / 1048576.0
     );
+    let inserts = if held_back.is_empty() {
+        None
+    } else {
+        // The same rows into a table without an index: the ceiling.
+        client.batch_execute(
+            "DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain (LIKE bench_items)",
+        )?;
+        let plain = insert::run(&mut client, engine, "bench_plain", ds, &held_back)?;
+        client.batch_execute("DROP TABLE bench_plain")?;
+        let indexed = insert::run(&mut client, engine, "bench_items", ds, &held_back)?;
+        let mut stats = insert::InsertStats {
+            indexed,
+            plain,
+            ..Default::default()
+        };
+        stats.pending_after = insert::pending(&mut client, engine)?;
+        let pass = db::query_pass(&mut client, engine, ds, truth, 40)?;
+        (stats.recall_after, stats.qps_after) = (pass.recall, pass.qps);
+        stats.drain_secs = insert::pending_drain(&mut client, engine)?;
+        eprintln!(
+            "[{}] right after the inserts: recall {:.3}, {:.0} QPS at ef 40 ({} rows pending); pending list empty {:.1}s later",
+            engine.name,
+            stats.recall_after,
+            stats.qps_after,
+            stats.pending_after.map_or("no".into(), |p| p.to_string()),
+            stats.drain_secs.unwrap_or(0.0)
+        );
+        Some(stats)
+    };
     // Warm the cache once, then measure.
     db::query_pass(&mut client, engine, ds, truth, 40)?;
     let mut passes: Vec<QueryStats> = Vec::new();
@@ -119,6 +167,8 @@ fn run_engine(
         name: engine.name.to_string(),
         build_secs: build.as_secs_f64(),
         index_bytes: size,
+        built_rows: ds.base.len() - held_back.len(),
+        inserts,
         passes,
     })
 }

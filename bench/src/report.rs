@@ -1,6 +1,7 @@
 //! The printed table, the ratios, and the recall/QPS plot.
 
 use crate::db::QueryStats;
+use crate::insert::{InsertStats, BATCH};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -10,6 +11,9 @@ pub struct EngineResult {
     pub name: String,
     pub build_secs: f64,
     pub index_bytes: i64,
+    /// Rows in the table when the index was built.
+    pub built_rows: usize,
+    pub inserts: Option<InsertStats>,
     pub passes: Vec<QueryStats>,
 }
 
@@ -81,6 +85,7 @@ pub fn print(dataset: &str, rows: usize, queries: usize, results: &[EngineResult
         }
         println!();
     }
+    print_inserts(results);
     if let [a, b] = results {
         println!();
         println!(
@@ -102,6 +107,66 @@ pub fn print(dataset: &str, rows: usize, queries: usize, results: &[EngineResult
                 ),
             }
         }
+    }
+}
+
+/// The write workload's table and ratios.
+fn print_inserts(results: &[EngineResult]) {
+    let with: Vec<(&EngineResult, &InsertStats)> = results
+        .iter()
+        .filter_map(|r| r.inserts.as_ref().map(|i| (r, i)))
+        .collect();
+    let Some((first, _)) = with.first() else {
+        return;
+    };
+    println!();
+    println!(
+        "inserts into the indexed table (index built on {} rows), rows/s:",
+        first.built_rows
+    );
+    println!(
+        "(synchronous_commit = off; \"no index\": the same rows into a table without an index)"
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>28} {:>8}",
+        "engine",
+        "1 client",
+        "4 clients",
+        format!("{BATCH}/stmt"),
+        "then at ef 40: recall, QPS",
+        "merged"
+    );
+    for (r, i) in &with {
+        println!(
+            "{:<22} {:>10.0} {:>10.0} {:>10.0} {:>28} {:>8}",
+            r.name,
+            i.indexed.single_1,
+            i.indexed.single_4,
+            i.indexed.batched,
+            format!(
+                "{:.3}, {:.0}{}",
+                i.recall_after,
+                i.qps_after,
+                i.pending_after
+                    .map_or(String::new(), |p| format!(" ({p} pending)"))
+            ),
+            i.drain_secs.map_or("-".into(), |d| format!("{d:.1} s"))
+        );
+        println!(
+            "{:<22} {:>10.0} {:>10.0} {:>10.0}",
+            "  same, no index", i.plain.single_1, i.plain.single_4, i.plain.batched
+        );
+    }
+    if let [(a, x), (b, y)] = with[..] {
+        println!(
+            "{:<22} {:>9.1}x {:>9.1}x {:>9.1}x   ({} / {})",
+            "ratio",
+            x.indexed.single_1 / y.indexed.single_1,
+            x.indexed.single_4 / y.indexed.single_4,
+            x.indexed.batched / y.indexed.batched,
+            a.name,
+            b.name
+        );
     }
 }
 

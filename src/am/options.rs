@@ -53,7 +53,7 @@ pub fn init() {
         c"Larger values give better recall and slower queries. Valid range is 1..1000.",
         &EF_SEARCH,
         1,
-        1000,
+        EF_SEARCH_MAX,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -199,4 +199,34 @@ pub fn merge_batch_size() -> usize {
 
 pub fn merge_naptime() -> std::time::Duration {
     std::time::Duration::from_millis(MERGE_NAPTIME.get().max(1) as u64)
+}
+
+/// The largest `ef_search`, from the GUC or a search hint.
+pub const EF_SEARCH_MAX: i32 = 1000;
+
+/// A search hint's `ef_search` (`embedding <^> 200`), checked.
+pub fn hinted_ef_search(value: i32) -> crate::error::SqlResult<usize> {
+    if (1..=EF_SEARCH_MAX).contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(crate::error::SqlError::invalid_parameter(format!(
+            "ef_search hint {value} is out of range (1 to {EF_SEARCH_MAX})"
+        )))
+    }
+}
+
+crate::fmgr::pg_fn! {
+    /// `vhnsw_ef_search_hint(vector, integer) RETURNS boolean`, operator
+    /// `<^>`: true for any row; only a vhnsw scan reads its right side.
+    fn vdb_vhnsw_ef_search_hint(args) {
+        hinted_ef_search(args.int32(1))?;
+        Ok(pg_sys::Datum::from(true))
+    }
+}
+
+crate::fmgr::pg_fn! {
+    /// The restriction estimator of `<^>`: the hint filters nothing.
+    fn vdb_vhnsw_hint_selectivity(_args) {
+        Ok(crate::fmgr::float8_datum(1.0))
+    }
 }

@@ -1,14 +1,16 @@
 //! `ambeginscan`, `amrescan`, `amgettuple`, `amendscan`: ordered scans.
 //!
 //! The first `amgettuple` reads the pending list at exact distances and
-//! runs the HNSW search with `vhnsw.ef_search`; rows come out nearest
-//! first, the two sources interleaved by distance. A scan asked for more (a large `LIMIT`, or
-//! a `WHERE` clause discarding rows) keeps going with a widening search
+//! runs the HNSW search with `vhnsw.ef_search` (or the query's search hint,
+//! `WHERE embedding <^> 200`, an index condition that is always true); rows
+//! come out nearest first, the two sources interleaved by distance. A scan
+//! asked for more (a large `LIMIT`, or a `WHERE` clause discarding rows) keeps going with a widening search
 //! ([`OrderedScan`]), still in non-decreasing distance, until
 //! `vhnsw.max_scan_tuples` index entries have been examined.
 
-use super::options::{ef_search, max_scan_tuples};
+use super::options::{ef_search, hinted_ef_search, max_scan_tuples};
 use super::utils::or_raise;
+use super::validate::HINT_STRATEGY;
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::graph::PageGraph;
@@ -47,7 +49,7 @@ struct Search {
 }
 
 impl Search {
-    fn start(index: Index, raw: &[f32]) -> SqlResult<Search> {
+    fn start(index: Index, raw: &[f32], ef_search: usize) -> SqlResult<Search> {
         let graph = PageGraph::open(index)?;
         let dims = graph.dims();
         if dims != 0 && dims != raw.len() {
@@ -85,7 +87,7 @@ impl Search {
         Ok(Search {
             graph,
             query,
-            scan: OrderedScan::new(ef_search()),
+            scan: OrderedScan::new(ef_search),
             limit: max_scan_tuples(),
             pending,
             next_graph: None,
@@ -201,10 +203,27 @@ pub unsafe extern "C-unwind" fn amgettuple(
             if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
                 return false;
             }
+            let mut ef = ef_search();
+            let keys = match (*scan).keyData.is_null() {
+                true => &[][..],
+                false => std::slice::from_raw_parts(
+                    (*scan).keyData,
+                    (*scan).numberOfKeys.max(0) as usize,
+                ),
+            };
+            for hint in keys {
+                if hint.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                    return false; // `<^> NULL` is never true
+                }
+                if hint.sk_strategy == HINT_STRATEGY as u16 {
+                    ef = or_raise(hinted_ef_search(hint.sk_argument.value() as i32));
+                }
+            }
             let raw = or_raise(detoast_vector(key.sk_argument));
             st.search = Some(or_raise(Search::start(
                 Index::new((*scan).indexRelation),
                 raw,
+                ef,
             )));
         }
     }

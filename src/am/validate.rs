@@ -1,5 +1,6 @@
 //! `amvalidate`: checks an operator class against what vhnsw understands:
-//! ORDER BY operators with strategy 1 only, and support function 1.
+//! ORDER BY operators with strategy 1, the search hint `<^>` with
+//! strategy 2, and support function 1.
 
 use pgrx::pg_sys;
 
@@ -39,6 +40,11 @@ unsafe fn for_each_row<T>(cache: u32, key: pg_sys::Oid, mut f: impl FnMut(&T)) {
     }
 }
 
+/// The distance operator, for `ORDER BY`.
+pub const ORDER_BY_STRATEGY: i16 = 1;
+/// The search hint `<^>`, in `WHERE`.
+pub const HINT_STRATEGY: i16 = 2;
+
 fn warn(message: String) {
     pgrx::ereport!(
         INFO,
@@ -71,10 +77,15 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
             pg_sys::SysCacheIdentifier::AMOPSTRATEGY,
             family,
             |op| {
-                if op.amopstrategy != 1 || op.amoppurpose != pg_sys::AMOP_ORDER as std::ffi::c_char
-                {
+                let purpose = |p: u8| op.amoppurpose == p as std::ffi::c_char;
+                let known = match op.amopstrategy {
+                    ORDER_BY_STRATEGY => purpose(pg_sys::AMOP_ORDER),
+                    HINT_STRATEGY => purpose(pg_sys::AMOP_SEARCH),
+                    _ => false,
+                };
+                if !known {
                     warn(format!(
-                    "vhnsw operator family {} has operator {} with strategy {} that is not an ORDER BY operator of strategy 1",
+                    "vhnsw operator family {} has operator {} with strategy {}: neither an ORDER BY operator of strategy 1 nor a search hint of strategy 2",
                     family.to_u32(),
                     op.amopopr.to_u32(),
                     op.amopstrategy

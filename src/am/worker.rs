@@ -76,7 +76,8 @@ const MERGE_LOCK_KIND: u16 = 0x7664;
 
 /// The session lock a merge worker holds on its index for as long as it
 /// runs: one worker per index, and backends can tell whether one runs.
-/// It shows in `pg_locks` as an advisory lock (objid = the index's oid).
+/// It shows in `pg_locks` as an advisory lock whose `classid` is the
+/// index's oid and `objsubid` is [`MERGE_LOCK_KIND`].
 fn worker_lock(db: u32, index: u32) -> pg_sys::LOCKTAG {
     pg_sys::LOCKTAG {
         locktag_field1: db,
