@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks vdb's vhnsw against pgvector's hnsw on one throwaway server.
 #
-#   scripts/bench.sh [vdb-bench options]     e.g. --dataset gmm --rows 1000000
+#   scripts/bench.sh [--scale-out] [vdb-bench options]   e.g. --dataset gmm --rows 1000000
+#
+# --scale-out also starts three shard servers (ports +1..+3) and measures
+# the same data split over 2 and 3 of them behind postgres_fdw.
 #
 # pgvector is measured when the server can CREATE EXTENSION vector (it is
 # not part of vdb and never built here: install it beside vdb yourself, see
-# ../shared/BENCHMARKS.md); otherwise vdb runs alone. Results are printed,
+# ../shared/BENCHMARKS.md) and VDB_BENCH_PGVECTOR is not 0; otherwise vdb
+# runs alone. Results are printed,
 # and a recall/QPS plot is written to bench/out/.
 . "$(dirname "$0")/common.sh"
 
@@ -19,16 +23,34 @@ cargo build --release -p vdb-bench
 log "starting a throwaway cluster on 127.0.0.1:$PORT"
 start_cluster "$DATA_DIR" "$PORT" \
     -c shared_buffers=4GB -c maintenance_work_mem=4GB -c max_wal_size=8GB -c checkpoint_timeout=30min
-trap 'stop_cluster "$DATA_DIR"' EXIT
+
+SHARDS=0
+passthrough=()
+for arg in "$@"; do
+    if [ "$arg" = --scale-out ]; then SHARDS=3; else passthrough+=("$arg"); fi
+done
+stop_all() {
+    stop_cluster "$DATA_DIR"
+    for i in $(seq 1 "$SHARDS"); do stop_cluster "$DATA_DIR-shard$i"; done
+}
+trap stop_all EXIT
+shard_args=()
+for i in $(seq 1 "$SHARDS"); do
+    log "starting shard server $i on 127.0.0.1:$((PORT + i))"
+    start_cluster "$DATA_DIR-shard$i" "$((PORT + i))" \
+        -c shared_buffers=1GB -c maintenance_work_mem=2GB -c max_wal_size=8GB -c checkpoint_timeout=30min
+    shard_args+=(--shard "host=127.0.0.1 port=$((PORT + i)) user=postgres dbname=postgres")
+done
 
 conn() { echo "host=127.0.0.1 port=$PORT user=postgres dbname=$1"; }
 psql() { command psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
 psql -c "CREATE DATABASE vdb_bench"
 args=(--vdb "$(conn vdb_bench)")
-if [ -f "$(pg_config --sharedir)/extension/vector.control" ]; then
+if [ "${VDB_BENCH_PGVECTOR:-1}" = 1 ] && [ -f "$(pg_config --sharedir)/extension/vector.control" ]; then
     psql -c "CREATE DATABASE pgvector_bench"
     args+=(--pgvector "$(conn pgvector_bench)")
 else
     log "pgvector is not installed: measuring vdb alone"
 fi
-"$ROOT_DIR/target/release/vdb-bench" "${args[@]}" --data-dir "$ROOT_DIR/.data/bench" --out "$ROOT_DIR/bench/out" "$@"
+"$ROOT_DIR/target/release/vdb-bench" "${args[@]}" --data-dir "$ROOT_DIR/.data/bench" --out "$ROOT_DIR/bench/out" \
+    ${shard_args[@]+"${shard_args[@]}"} ${passthrough[@]+"${passthrough[@]}"}

@@ -238,7 +238,7 @@ CREATE FUNCTION vhnsw_ef_search_hint(vector, integer) RETURNS boolean
 COMMENT ON FUNCTION vhnsw_ef_search_hint(vector, integer) IS 'true; as operator <^>, sets ef_search (1-1000) for a vhnsw scan of the vector column';
 
 CREATE FUNCTION vhnsw_hint_selectivity(internal, oid, internal, integer) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_vhnsw_hint_selectivity' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_hint_selectivity' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR <^> (
     LEFTARG = vector, RIGHTARG = integer, PROCEDURE = vhnsw_ef_search_hint,
@@ -306,3 +306,74 @@ COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'state of a vhnsw index: nodes, del
 CREATE FUNCTION vhnsw_merge(regclass) RETURNS bigint
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_merge' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION vhnsw_merge(regclass) IS 'merges every pending entry of a vhnsw index into its graph now; returns how many';
+
+-- Fan-out search over a partitioned table: one ORDER BY ... LIMIT k query
+-- per leaf partition, so that postgres_fdw ships the LIMIT to every shard
+-- (PostgreSQL 15 pushes it through no partitioned parent) and, with
+-- async_capable foreign servers, queries the shards at the same time; then
+-- the best k of the k per partition. `$1` is the query vector.
+CREATE FUNCTION vhnsw_search_sql(parent regclass, vector_column name, k integer,
+                                 ef_search integer DEFAULT 0, operator text DEFAULT '<=>')
+RETURNS text LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
+DECLARE
+    columns text;
+    hint text := '';
+    branches text;
+BEGIN
+    IF operator NOT IN ('<->', '<#>', '<=>', '<+>', '<@>') THEN
+        RAISE EXCEPTION 'operator must be one of <->, <#>, <=>, <+>, <@>, not "%"', operator
+            USING ERRCODE = '22023';
+    END IF;
+    IF k < 1 THEN
+        RAISE EXCEPTION 'k must be at least 1, not %', k USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = parent AND attname = vector_column
+                   AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', vector_column, parent
+            USING ERRCODE = '42703';
+    END IF;
+    IF ef_search <> 0 THEN
+        IF ef_search NOT BETWEEN 1 AND 1000 THEN
+            RAISE EXCEPTION 'ef_search hint % is out of range (1 to 1000)', ef_search
+                USING ERRCODE = '22023';
+        END IF;
+        hint := format(' WHERE %I <^> %s', vector_column, ef_search);
+    END IF;
+    -- Columns by name: a partition's own column order may differ.
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+      FROM pg_attribute WHERE attrelid = parent AND attnum > 0 AND NOT attisdropped;
+    -- Each branch outputs exactly what it sorts by, so that no subquery
+    -- scan sits between the Append and a foreign scan (which would keep
+    -- the scan from running asynchronously).
+    SELECT string_agg(format('(SELECT %s, %I %s $1 AS vhnsw_distance FROM ONLY %s%s ORDER BY vhnsw_distance LIMIT %s)',
+                             columns, vector_column, operator, relid, hint, k),
+                      ' UNION ALL ' ORDER BY relid)
+      INTO branches
+      FROM pg_partition_tree(parent) WHERE isleaf;
+    -- "+ 0": sorting by a new expression keeps the planner from a Merge
+    -- Append, which would read the shards one after another.
+    RETURN format('SELECT %s FROM (%s) AS fanout ORDER BY vhnsw_distance + 0 LIMIT %s',
+                  columns, branches, k);
+END
+$$;
+COMMENT ON FUNCTION vhnsw_search_sql(regclass, name, integer, integer, text) IS 'the fan-out query vhnsw_search runs: one ORDER BY ... LIMIT k per leaf partition, $1 the query vector';
+
+CREATE FUNCTION vhnsw_search(parent_row anyelement, vector_column name, query vector, k integer,
+                             ef_search integer DEFAULT 0, operator text DEFAULT '<=>')
+RETURNS SETOF anyelement LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path FROM CURRENT AS $$
+DECLARE
+    parent oid;
+BEGIN
+    -- Not STRICT: the row that names the table is usually NULL.
+    IF vector_column IS NULL OR query IS NULL OR k IS NULL OR ef_search IS NULL OR operator IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT typrelid INTO parent FROM pg_type WHERE oid = pg_typeof(parent_row);
+    IF parent IS NULL OR parent = 0 THEN
+        RAISE EXCEPTION 'vhnsw_search needs a row of the table, such as NULL::items, not a %',
+            pg_typeof(parent_row) USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY EXECUTE vhnsw_search_sql(parent, vector_column, k, ef_search, operator) USING query;
+END
+$$;
+COMMENT ON FUNCTION vhnsw_search(anyelement, name, vector, integer, integer, text) IS 'the k nearest rows of a (partitioned, possibly sharded) table, each partition searched with its own LIMIT k: SELECT * FROM vhnsw_search(NULL::items, ''embedding'', $1, 10)';

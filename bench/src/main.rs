@@ -6,6 +6,7 @@
 //! vdb-bench --vdb <conninfo> [--pgvector <conninfo>] [--dataset glove|gmm]
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
 //!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
+//!           [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
 //!           [--data-dir DIR] [--out DIR]
 //! ```
 //!
@@ -13,7 +14,9 @@
 //! evenly), build the index, insert the held-back rows through it (one row
 //! per statement from 1 and 4 clients, then 1,000-row statements), measure
 //! recall right away and how long vdb takes to merge its pending list,
-//! then run the query passes over the complete table.
+//! then run the query passes over the complete table. With `--shard`
+//! servers (2 or more), vdb's run is followed by the scale-out run: the
+//! same rows split over 2, then 3 shards behind the vdb database.
 //!
 //! ```text
 //! ```
@@ -24,6 +27,7 @@ mod dataset;
 mod db;
 mod insert;
 mod report;
+mod scale_out;
 
 use db::{Engine, QueryStats};
 use report::EngineResult;
@@ -39,6 +43,8 @@ struct Options {
     m: u32,
     ef_construction: u32,
     insert_rows: usize,
+    shards: Vec<String>,
+    scale_out_ef: Vec<u32>,
     data_dir: PathBuf,
     out: PathBuf,
 }
@@ -54,6 +60,8 @@ fn parse() -> Result<Options, String> {
         m: 16,
         ef_construction: 64,
         insert_rows: 20_000,
+        shards: Vec::new(),
+        scale_out_ef: vec![20, 40, 80, 160],
         data_dir: PathBuf::from(".data/bench"),
         out: PathBuf::from("bench/out"),
     };
@@ -83,6 +91,14 @@ fn parse() -> Result<Options, String> {
                 o.insert_rows = value()?
                     .parse()
                     .map_err(|e| format!("--insert-rows: {e}"))?
+            }
+            "--shard" => o.shards.push(value()?),
+            "--scale-out-ef" => {
+                o.scale_out_ef = value()?
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--scale-out-ef: {e}"))?
             }
             "--data-dir" => o.data_dir = value()?.into(),
             "--out" => o.out = value()?.into(),
@@ -220,6 +236,36 @@ fn main() {
         }
     }
     report::print(&ds.name, ds.base.len(), ds.queries.len(), &results);
+    if o.shards.len() >= 2 {
+        let vdb = &results[0];
+        let single: Vec<(u32, f64, f64)> = o
+            .scale_out_ef
+            .iter()
+            .filter_map(|&ef| vdb.passes.iter().find(|p| p.ef_search == ef))
+            .map(|p| (p.ef_search, p.recall, p.qps))
+            .collect();
+        let efs: Vec<u32> = single.iter().map(|s| s.0).collect();
+        let mut runs = Vec::new();
+        for n in 2..=o.shards.len().min(3) {
+            match scale_out::run(
+                &engines[0],
+                &o.shards,
+                n,
+                &ds,
+                &truth,
+                &efs,
+                o.m,
+                o.ef_construction,
+            ) {
+                Ok(r) => runs.push(r),
+                Err(e) => {
+                    eprintln!("vdb-bench: scale-out with {n} shards: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        scale_out::print(&single, vdb.build_secs, &runs);
+    }
     let _ = std::fs::create_dir_all(&o.out);
     let png = o.out.join(format!("{}-recall-qps.png", ds.name));
     let title = format!(

@@ -216,25 +216,33 @@ fn attach_signal_handlers() {
     }
 }
 
-/// Sleeps up to `naptime` (less if the latch is set), then handles
-/// interrupts: a SIGTERM ends the process here; a SIGHUP reloads settings.
+/// Sleeps `naptime`, handling interrupts whenever the latch wakes it (a
+/// latch set for another reason does not cut the nap short): a SIGTERM
+/// ends the process here; a SIGHUP reloads settings.
 fn nap(naptime: std::time::Duration) {
-    // SAFETY: MyLatch is this process's latch; WL_EXIT_ON_PM_DEATH ends
-    // the worker if the postmaster dies.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            naptime.as_millis().min(i64::MAX as u128) as std::ffi::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+    let deadline = std::time::Instant::now() + naptime;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
         }
+        // SAFETY: MyLatch is this process's latch; WL_EXIT_ON_PM_DEATH ends
+        // the worker if the postmaster dies.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                left.as_millis().clamp(1, i64::MAX as u128) as std::ffi::c_long,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            if pg_sys::ConfigReloadPending != 0 {
+                pg_sys::ConfigReloadPending = 0;
+                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+            }
+        }
+        pgrx::check_for_interrupts!();
     }
-    pgrx::check_for_interrupts!();
 }
 
 /// Entry point of a merge worker: argument = index oid, extra = database oid.

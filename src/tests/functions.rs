@@ -149,9 +149,9 @@ mod tests {
     }
 
     /// Every function of the extension is IMMUTABLE, STRICT and PARALLEL
-    /// SAFE, except the index AM handler, the index inspection functions,
-    /// which read the index and are STABLE, and `vhnsw_merge`, which
-    /// changes it.
+    /// SAFE, except the index AM handler, the functions that read an index
+    /// or the catalog, which are STABLE, and `vhnsw_merge` and
+    /// `vhnsw_search`, which change an index or run queries.
     #[pg_test]
     fn functions_are_immutable_strict_parallel_safe() {
         let ours = "FROM pg_proc p
@@ -159,9 +159,10 @@ mod tests {
              JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'vdb'
              WHERE p.pronamespace <> 'tests'::regnamespace AND p.prokind = 'f'
                AND p.prorettype <> 'index_am_handler'::regtype ";
-        let inspection = "p.proname IN ('vhnsw_check', 'vhnsw_stats', 'vhnsw_stats_text')";
+        let inspection =
+            "p.proname IN ('vhnsw_check', 'vhnsw_stats', 'vhnsw_stats_text', 'vhnsw_search_sql')";
         let bad = one::<i64>(&format!(
-            "SELECT count(*) {ours} AND NOT {inspection} AND p.proname <> 'vhnsw_merge'
+            "SELECT count(*) {ours} AND NOT {inspection} AND p.proname NOT IN ('vhnsw_merge', 'vhnsw_search')
                AND NOT (p.provolatile = 'i' AND p.proisstrict AND p.proparallel = 's')"
         ));
         assert_eq!(bad, 0);
@@ -174,6 +175,12 @@ mod tests {
             "SELECT p.provolatile::text || p.proisstrict::text || p.proparallel::text {ours} AND p.proname = 'vhnsw_merge'"
         ));
         assert_eq!(merge, "vtrueu");
+        // vhnsw_search runs a query; not STRICT, since its first argument
+        // is a NULL of the table's row type.
+        let search = one::<String>(&format!(
+            "SELECT p.provolatile::text || p.proisstrict::text || p.proparallel::text {ours} AND p.proname = 'vhnsw_search'"
+        ));
+        assert_eq!(search, "vfalseu");
         let total = one::<i64>(&format!("SELECT count(*) {ours}"));
         assert!(total >= 40, "found only {total} functions");
     }
