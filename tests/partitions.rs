@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::Cluster;
+use support::{explain, one, recall, Cluster};
 
 const DIMS: usize = 16;
 const QUERIES: i32 = 40;
@@ -63,29 +63,6 @@ fn top10(client: &mut postgres::Client, table: &str, ef: i32, exact: bool) -> Ve
         )
         .expect("knn");
     rows.iter().map(|r| r.get(0)).collect()
-}
-
-fn recall(found: &[Vec<i32>], truth: &[Vec<i32>]) -> f64 {
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| f.iter().filter(|id| t.contains(id)).count())
-        .sum();
-    hits as f64 / (truth.len() * 10) as f64
-}
-
-fn explain(client: &mut postgres::Client, query: &str) -> String {
-    client
-        .query(&format!("EXPLAIN (COSTS OFF) {query}"), &[])
-        .expect("explain")
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn one<T: for<'a> postgres::types::FromSql<'a>>(client: &mut postgres::Client, query: &str) -> T {
-    client.query_one(query, &[]).expect(query).get(0)
 }
 
 /// Creates the partitioned table `name` holding the same rows as `flat`
@@ -149,7 +126,7 @@ fn check_partitioned(client: &mut postgres::Client, name: &str, empty: &str, pen
 
     // A Merge Append of index scans: no sort of whole partitions.
     let q = format!("SELECT id FROM {name} ORDER BY v <=> (SELECT v FROM q WHERE id = 1) LIMIT 10");
-    let plan = explain(client, &q);
+    let plan = explain(client, "COSTS OFF", &q);
     assert!(plan.contains("Merge Append"), "{plan}");
     let scans = plan.matches("Index Scan using").count() as i64;
     assert!(
@@ -184,6 +161,7 @@ fn check_partitioned(client: &mut postgres::Client, name: &str, empty: &str, pen
     // The search hint reaches every partition's scan.
     let hinted = explain(
         client,
+        "COSTS OFF",
         &format!("SELECT id FROM {name} WHERE v <^> 200 ORDER BY v <=> (SELECT v FROM q WHERE id = 1) LIMIT 10"),
     );
     assert!(
@@ -264,6 +242,7 @@ fn partitioned_tables_search_every_partition() {
     // A tenant's query prunes to its partition: one index scan, no append.
     let plan = explain(
         &mut c,
+        "COSTS OFF",
         "SELECT id FROM by_tenant WHERE tenant = 2 ORDER BY v <=> (SELECT v FROM q WHERE id = 1) LIMIT 10",
     );
     assert_eq!(

@@ -8,15 +8,11 @@
 
 mod support;
 
-use support::Cluster;
+use support::{explain, one, recall, Cluster};
 
 const DIMS: usize = 12;
 const ROWS: i32 = 9_000;
 const SHARDS: usize = 3;
-
-fn one<T: for<'a> postgres::types::FromSql<'a>>(client: &mut postgres::Client, query: &str) -> T {
-    client.query_one(query, &[]).expect(query).get(0)
-}
 
 /// Clustered rows `from..=to` as a SELECT (id, v), the same on every server.
 fn rows_sql(from: i32, to: i32) -> String {
@@ -49,25 +45,6 @@ fn answers(client: &mut postgres::Client, table: &str, filter: &str) -> Vec<Vec<
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-fn recall(found: &[Vec<i32>], truth: &[Vec<i32>]) -> f64 {
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| f.iter().filter(|id| t.contains(id)).count())
-        .sum();
-    hits as f64 / (truth.len() * 10) as f64
-}
-
-fn explain(client: &mut postgres::Client, query: &str) -> String {
-    client
-        .query(&format!("EXPLAIN (VERBOSE, COSTS OFF) {query}"), &[])
-        .expect("explain")
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -138,7 +115,7 @@ fn shards_on_other_servers_answer_as_one() {
 
     // The distance ORDER BY runs on every shard.
     let q1 = "SELECT id FROM items ORDER BY v <=> (SELECT v FROM q WHERE id = 1) LIMIT 10";
-    let plan = explain(&mut c, q1);
+    let plan = explain(&mut c, "VERBOSE, COSTS OFF", q1);
     eprintln!("{plan}");
     assert_eq!(
         plan.matches("ORDER BY (v OPERATOR(public.<=>) $1::")
@@ -156,7 +133,11 @@ fn shards_on_other_servers_answer_as_one() {
         "SET plan_cache_mode = force_generic_plan; PREPARE fanout(vector) AS {sql}"
     ))
     .expect("prepare");
-    let fanout = explain(&mut c, &format!("EXECUTE fanout('{query}')"));
+    let fanout = explain(
+        &mut c,
+        "VERBOSE, COSTS OFF",
+        &format!("EXECUTE fanout('{query}')"),
+    );
     eprintln!("{fanout}");
     for shipped in [
         "ORDER BY (v OPERATOR(public.<=>) $1::",

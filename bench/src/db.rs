@@ -67,7 +67,8 @@ impl ToSql for Vector<'_> {
     to_sql_checked!();
 }
 
-fn operator(ds: &Dataset) -> &'static str {
+/// The distance operator of the dataset's metric.
+pub fn operator(ds: &Dataset) -> &'static str {
     if ds.cosine {
         "<=>"
     } else {
@@ -75,7 +76,8 @@ fn operator(ds: &Dataset) -> &'static str {
     }
 }
 
-fn opclass(ds: &Dataset) -> &'static str {
+/// The operator class of the dataset's metric.
+pub fn opclass(ds: &Dataset) -> &'static str {
     if ds.cosine {
         "vector_cosine_ops"
     } else {

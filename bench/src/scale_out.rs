@@ -7,7 +7,7 @@
 //! at the same time by an async Append).
 
 use crate::dataset::Dataset;
-use crate::db::{BoxError, Engine, Vector};
+use crate::db::{opclass, operator, BoxError, Engine, Vector};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls};
@@ -22,22 +22,6 @@ pub struct ShardRun {
     /// (ef_search, recall, QPS) of the parent query and of the fan-out.
     pub parent: Vec<(u32, f64, f64)>,
     pub fanout: Vec<(u32, f64, f64)>,
-}
-
-fn operator(ds: &Dataset) -> &'static str {
-    if ds.cosine {
-        "<=>"
-    } else {
-        "<->"
-    }
-}
-
-fn opclass(ds: &Dataset) -> &'static str {
-    if ds.cosine {
-        "vector_cosine_ops"
-    } else {
-        "vector_l2_ops"
-    }
 }
 
 /// Loads shard `i` of `n` (rows whose id % n == i) with binary COPY.

@@ -288,3 +288,32 @@ pub fn random_vector(rng: &mut impl rand::Rng, dims: usize) -> String {
 pub fn vdb_installed() -> bool {
     Path::new("/usr/share/postgresql/15/extension/vdb.control").exists()
 }
+
+/// The one value of a one-row, one-column query.
+pub fn one<T: for<'a> postgres::types::FromSql<'a>>(
+    client: &mut postgres::Client,
+    query: &str,
+) -> T {
+    client.query_one(query, &[]).expect(query).get(0)
+}
+
+/// Recall@10 of `found` against the exact `truth`, query by query.
+pub fn recall(found: &[Vec<i32>], truth: &[Vec<i32>]) -> f64 {
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| f.iter().filter(|id| t.contains(id)).count())
+        .sum();
+    hits as f64 / (truth.len() * 10) as f64
+}
+
+/// The plan of `query` as text; `options` as in `EXPLAIN (options)`.
+pub fn explain(client: &mut postgres::Client, options: &str, query: &str) -> String {
+    client
+        .query(&format!("EXPLAIN ({options}) {query}"), &[])
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
