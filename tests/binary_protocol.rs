@@ -64,10 +64,7 @@ impl ToSql for RawVector {
 }
 
 fn setup() -> (Cluster, postgres::Client) {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start("binary", &[]);
     let mut client = cluster.connect("postgres");
     client

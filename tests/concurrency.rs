@@ -127,10 +127,7 @@ fn maintenance(cluster: &Cluster, stop: &AtomicBool, errors: &Errors) -> (usize,
 
 #[test]
 fn concurrent_writes_searches_merges_and_vacuum() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start(
         "concurrency",
         &[

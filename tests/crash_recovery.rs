@@ -61,10 +61,7 @@ fn check(client: &mut postgres::Client) -> String {
 
 #[test]
 fn index_survives_crashes() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     // No checkpoint in between: recovery must replay the index from WAL.
     let cluster = Cluster::start(
         "crash",
@@ -231,10 +228,7 @@ fn merge_until_crash(cluster: &Cluster, running: &AtomicBool) {
 /// sound; at the end every row is found by its own vector.
 #[test]
 fn committed_rows_survive_repeated_crashes_during_inserts_and_merges() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start(
         "crashloop",
         &[

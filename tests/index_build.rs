@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 use support::Cluster;
 
 fn setup(name: &str, rows: usize, dims: usize) -> (Cluster, postgres::Client) {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start(name, &["maintenance_work_mem = '256MB'"]);
     let mut client = cluster.connect("postgres");
     client
@@ -59,23 +56,14 @@ fn create_and_reindex_concurrently_while_rows_arrive() {
         .batch_execute("CREATE INDEX CONCURRENTLY t_v_idx ON t USING vhnsw (v vector_l2_ops)")
         .expect("CIC");
     writer.join().expect("writer thread");
-    let valid: bool = client
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v_idx'::regclass",
-            &[],
-        )
-        .expect("pg_index")
-        .get(0);
+    let valid: bool = support::one(
+        &mut client,
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v_idx'::regclass",
+    );
     assert!(valid);
-    let rows: i64 = client
-        .query_one("SELECT count(*) FROM t", &[])
-        .expect("count")
-        .get(0);
+    let rows: i64 = support::one(&mut client, "SELECT count(*) FROM t");
     assert_eq!(rows, 23_000);
-    let problems: String = client
-        .query_one("SELECT vhnsw_check('t_v_idx')", &[])
-        .expect("check")
-        .get(0);
+    let problems: String = support::one(&mut client, "SELECT vhnsw_check('t_v_idx')");
     assert_eq!(problems, "");
     assert!(
         missing(&mut client, "true") <= 10,
@@ -139,15 +127,12 @@ fn build_reports_progress() {
     );
     assert!(max_done > 0, "graph progress never moved: {phases:?}");
     // The index is complete and sound despite the interrupts.
-    let nodes: i64 = client
-        .query_one("SELECT (vhnsw_stats('t_v_idx')->>'nodes')::bigint", &[])
-        .expect("stats")
-        .get(0);
+    let nodes: i64 = support::one(
+        &mut client,
+        "SELECT (vhnsw_stats('t_v_idx')->>'nodes')::bigint",
+    );
     assert_eq!(nodes, 150_000);
-    let problems: String = client
-        .query_one("SELECT vhnsw_check('t_v_idx')", &[])
-        .expect("check")
-        .get(0);
+    let problems: String = support::one(&mut client, "SELECT vhnsw_check('t_v_idx')");
     assert_eq!(problems, "");
     assert!(
         missing(&mut client, "id % 750 = 0") <= 2,

@@ -187,10 +187,7 @@ fn check_partitioned(client: &mut postgres::Client, name: &str, empty: &str, pen
 
 #[test]
 fn partitioned_tables_search_every_partition() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start(
         "partitions",
         &["vhnsw.merge_naptime = '1h'", "autovacuum = off"],

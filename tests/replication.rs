@@ -29,10 +29,7 @@ fn one_text(client: &mut postgres::Client, query: &str) -> String {
 
 #[test]
 fn a_streaming_standby_replays_the_index_exactly() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let conf = [
         "wal_level = replica",
         "max_wal_senders = 4",

@@ -49,10 +49,7 @@ fn answers(client: &mut postgres::Client, table: &str, filter: &str) -> Vec<Vec<
 
 #[test]
 fn shards_on_other_servers_answer_as_one() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let coordinator = Cluster::start("coordinator", &[]);
     let shards: Vec<Cluster> = (0..SHARDS)
         .map(|i| {

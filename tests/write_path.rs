@@ -92,10 +92,7 @@ fn recall(client: &mut postgres::Client) -> f64 {
 
 #[test]
 fn a_background_worker_merges_committed_rows() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start("merge", &["vhnsw.merge_naptime = '100ms'"]);
     let mut client = cluster.connect("postgres");
     client
@@ -148,10 +145,7 @@ fn a_background_worker_merges_committed_rows() {
 
 #[test]
 fn with_vdb_preloaded_a_launcher_starts_the_merges() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start(
         "launcher",
         &[
@@ -199,10 +193,7 @@ fn with_vdb_preloaded_a_launcher_starts_the_merges() {
 /// database tests.
 #[test]
 fn recall_holds_after_deleting_and_reinserting_half() {
-    assert!(
-        support::vdb_installed(),
-        "vdb is not installed; run scripts/test.sh"
-    );
+    support::require_vdb();
     let cluster = Cluster::start(
         "churn",
         &["shared_buffers = '256MB'", "maintenance_work_mem = '256MB'"],

@@ -284,9 +284,12 @@ pub fn random_vector(rng: &mut impl rand::Rng, dims: usize) -> String {
     format!("[{}]", coords.join(","))
 }
 
-/// Whether `path` holds the installed extension (for a clear failure).
-pub fn vdb_installed() -> bool {
-    Path::new("/usr/share/postgresql/15/extension/vdb.control").exists()
+/// Fails clearly when vdb is not installed into the system PostgreSQL.
+pub fn require_vdb() {
+    assert!(
+        Path::new("/usr/share/postgresql/15/extension/vdb.control").exists(),
+        "vdb is not installed; run scripts/test.sh"
+    );
 }
 
 /// The one value of a one-row, one-column query.
