@@ -143,10 +143,16 @@ CREATE FUNCTION vector_to_float4(vector, integer, boolean) RETURNS real[]
     AS 'MODULE_PATHNAME', 'vdb_vector_to_float4' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION vector_to_float8(vector, integer, boolean) RETURNS double precision[]
     AS 'MODULE_PATHNAME', 'vdb_vector_to_float8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_to_int4(vector, integer, boolean) RETURNS integer[]
+    AS 'MODULE_PATHNAME', 'vdb_vector_to_int4' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_to_numeric(vector, integer, boolean) RETURNS numeric[]
+    AS 'MODULE_PATHNAME', 'vdb_vector_to_numeric' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE CAST (vector AS vector) WITH FUNCTION vector(vector, integer, boolean) AS IMPLICIT;
 CREATE CAST (vector AS real[]) WITH FUNCTION vector_to_float4(vector, integer, boolean) AS IMPLICIT;
 CREATE CAST (vector AS double precision[]) WITH FUNCTION vector_to_float8(vector, integer, boolean);
+CREATE CAST (vector AS integer[]) WITH FUNCTION vector_to_int4(vector, integer, boolean);
+CREATE CAST (vector AS numeric[]) WITH FUNCTION vector_to_numeric(vector, integer, boolean);
 CREATE CAST (integer[] AS vector) WITH FUNCTION array_to_vector(integer[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (real[] AS vector) WITH FUNCTION array_to_vector(real[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (double precision[] AS vector) WITH FUNCTION array_to_vector(double precision[], integer, boolean) AS ASSIGNMENT;

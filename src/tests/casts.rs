@@ -36,6 +36,26 @@ mod tests {
             one::<Vec<f64>>("SELECT '[1,2.5]'::vector::double precision[]"),
             vec![1.0, 2.5]
         );
+        assert_eq!(
+            one::<String>("SELECT '[1.5,2.5,-7,1e9]'::vector::integer[]::text"),
+            "{2,2,-7,1000000000}"
+        );
+        assert_eq!(
+            sql_error("SELECT '[3e9]'::vector::integer[]"),
+            "22003 integer out of range"
+        );
+        // numeric[] holds the shortest decimal of each real: exact, and
+        // casting back gives the same vector.
+        assert_eq!(
+            one::<String>("SELECT '[1.2345678,0.1,-3e-20,16777216]'::vector::numeric[]::text"),
+            "{1.2345678,0.1,-0.00000000000000000003,16777216}"
+        );
+        assert!(one::<bool>(
+            "SELECT v::numeric[]::vector = v FROM (SELECT '[1.2345678,0.1,-3e-20,3.4028235e38]'::vector AS v) s"
+        ));
+        // Neither is implicit or on assignment: no silent rounding.
+        run("CREATE TEMP TABLE ints (a integer[])");
+        assert!(sql_error("INSERT INTO ints VALUES ('[1,2]'::vector)").starts_with("42804 "));
         // vector -> real[] is implicit, as in pgvector.
         run("CREATE TEMP TABLE arr (a real[])");
         run("INSERT INTO arr VALUES ('[7,8]'::vector)");

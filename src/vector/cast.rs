@@ -2,7 +2,10 @@
 //!
 //! `integer[]`, `real[]`, `double precision[]` and `numeric[]` cast to
 //! `vector` on assignment (as in pgvector); `vector` casts implicitly to
-//! `real[]` (as in pgvector) and explicitly to `double precision[]`.
+//! `real[]` (as in pgvector) and explicitly to `double precision[]`,
+//! `numeric[]` (each element as the shortest decimal that reads back to the
+//! same `real`, so nothing is altered) and `integer[]` (rounded as
+//! `real::integer` rounds, 22003 outside `integer`'s range).
 
 use super::{check_dim, check_element, check_typmod};
 use crate::error::{SqlError, SqlResult, SqlState};
@@ -13,6 +16,7 @@ use pgrx::pg_sys::{self, Datum, Oid};
 // DirectFunctionCall needs the C function pointer.
 unsafe extern "C-unwind" {
     fn numeric_float4(fcinfo: pg_sys::FunctionCallInfo) -> Datum;
+    fn numeric_in(fcinfo: pg_sys::FunctionCallInfo) -> Datum;
 }
 
 /// Converts one `double precision` to `real` the way PostgreSQL's
@@ -118,36 +122,78 @@ fn datums_to_elements(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
     Ok(values)
 }
 
-/// Builds a 1-D array of `float4` or `float8` from vector elements.
-fn elements_to_array(values: &[f32], double: bool) -> Datum {
-    let mut datums: Vec<Datum> = values
-        .iter()
-        .map(|&x| {
-            if double {
-                Datum::from(f64::from(x).to_bits())
-            } else {
-                Datum::from(x.to_bits())
-            }
-        })
-        .collect();
-    let (oid, len, align) = if double {
-        (pg_sys::FLOAT8OID, 8, pg_sys::TYPALIGN_DOUBLE)
-    } else {
-        (pg_sys::FLOAT4OID, 4, pg_sys::TYPALIGN_INT)
+/// The element types a vector casts to.
+#[derive(Clone, Copy)]
+enum ArrayElement {
+    Real,
+    Double,
+    Integer,
+    Numeric,
+}
+
+/// Rounds a vector element to `integer` the way PostgreSQL's `real::integer`
+/// does: half to even, an error outside `integer`'s range.
+fn element_to_integer(x: f32) -> SqlResult<i32> {
+    let rounded = f64::from(x).round_ties_even();
+    if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&rounded) {
+        return Err(SqlError::out_of_range("integer out of range"));
+    }
+    Ok(rounded as i32)
+}
+
+/// One vector element as a `numeric` datum: parsed from the shortest decimal
+/// text of the `real`, so the `numeric` reads back to the very same value.
+fn element_to_numeric(x: f32) -> Datum {
+    let mut text = Vec::with_capacity(16);
+    crate::fmgr::push_real(&mut text, x);
+    text.push(0);
+    // SAFETY: numeric_in takes a NUL-terminated cstring, a type oid and a
+    // typmod (-1: unconstrained); the text is digits, sign, '.' and 'e' only.
+    unsafe {
+        pg_sys::DirectFunctionCall3Coll(
+            Some(numeric_in),
+            pg_sys::InvalidOid,
+            Datum::from(text.as_ptr()),
+            Datum::from(pg_sys::InvalidOid),
+            Datum::from(-1i32),
+        )
+    }
+}
+
+/// Builds a 1-D array of the given element type from vector elements.
+fn elements_to_array(values: &[f32], element: ArrayElement) -> SqlResult<Datum> {
+    let mut datums: Vec<Datum> = match element {
+        ArrayElement::Real => values.iter().map(|&x| Datum::from(x.to_bits())).collect(),
+        ArrayElement::Double => values
+            .iter()
+            .map(|&x| Datum::from(f64::from(x).to_bits()))
+            .collect(),
+        ArrayElement::Integer => values
+            .iter()
+            .map(|&x| element_to_integer(x).map(Datum::from))
+            .collect::<SqlResult<_>>()?,
+        ArrayElement::Numeric => values.iter().map(|&x| element_to_numeric(x)).collect(),
     };
-    // SAFETY: construct_array copies `values.len()` by-value datums of a
-    // fixed-length type into a new palloc'd array.
+    let (oid, len, by_value, align) = match element {
+        ArrayElement::Real => (pg_sys::FLOAT4OID, 4, true, pg_sys::TYPALIGN_INT),
+        ArrayElement::Double => (pg_sys::FLOAT8OID, 8, true, pg_sys::TYPALIGN_DOUBLE),
+        ArrayElement::Integer => (pg_sys::INT4OID, 4, true, pg_sys::TYPALIGN_INT),
+        ArrayElement::Numeric => (pg_sys::NUMERICOID, -1, false, pg_sys::TYPALIGN_INT),
+    };
+    // SAFETY: construct_array copies `values.len()` datums of the element
+    // type, described by its length, by-value flag and alignment, into a new
+    // palloc'd array.
     let array = unsafe {
         pg_sys::construct_array(
             datums.as_mut_ptr(),
             datums.len() as i32,
             oid,
             len,
-            true,
+            by_value,
             align as std::ffi::c_char,
         )
     };
-    Datum::from(array)
+    Ok(Datum::from(array))
 }
 
 pg_fn! {
@@ -174,20 +220,46 @@ pg_fn! {
 pg_fn! {
     /// `vector_to_float4(vector, integer, boolean)`: `vector` to `real[]`.
     fn vdb_vector_to_float4(args) {
-        Ok(elements_to_array(args.vector(0)?, false))
+        elements_to_array(args.vector(0)?, ArrayElement::Real)
     }
 }
 
 pg_fn! {
     /// `vector_to_float8(vector, integer, boolean)`: `vector` to `double precision[]`.
     fn vdb_vector_to_float8(args) {
-        Ok(elements_to_array(args.vector(0)?, true))
+        elements_to_array(args.vector(0)?, ArrayElement::Double)
+    }
+}
+
+pg_fn! {
+    /// `vector_to_int4(vector, integer, boolean)`: `vector` to `integer[]`.
+    fn vdb_vector_to_int4(args) {
+        elements_to_array(args.vector(0)?, ArrayElement::Integer)
+    }
+}
+
+pg_fn! {
+    /// `vector_to_numeric(vector, integer, boolean)`: `vector` to `numeric[]`.
+    fn vdb_vector_to_numeric(args) {
+        elements_to_array(args.vector(0)?, ArrayElement::Numeric)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_cast_rounds_like_real_to_integer() {
+        assert_eq!(element_to_integer(2.5), Ok(2));
+        assert_eq!(element_to_integer(3.5), Ok(4));
+        assert_eq!(element_to_integer(-2.5), Ok(-2));
+        assert_eq!(element_to_integer(-2147483648.0), Ok(i32::MIN));
+        assert_eq!(
+            element_to_integer(2147483648.0).unwrap_err().state,
+            SqlState::NumericValueOutOfRange
+        );
+    }
 
     #[test]
     fn double_to_element_follows_real_cast() {
