@@ -237,17 +237,38 @@ pub fn ground_truth(ds: &Dataset, k: usize, cache: &Path) -> Vec<Vec<i32>> {
                 .collect();
         }
     }
+    let truth = ground_truth_where(ds, k, |_| true);
+    let bytes: Vec<u8> = truth
+        .iter()
+        .flatten()
+        .flat_map(|id| id.to_le_bytes())
+        .collect();
+    let _ = std::fs::create_dir_all(cache);
+    let _ = std::fs::write(&file, bytes);
+    truth
+}
+
+/// The exact top `k` ids of every query among the rows whose id `keep`
+/// accepts (brute force, in parallel), nearest first.
+pub fn ground_truth_where(
+    ds: &Dataset,
+    k: usize,
+    keep: impl Fn(i32) -> bool + Sync,
+) -> Vec<Vec<i32>> {
     let norms: Vec<f64> = (0..ds.base.len())
         .into_par_iter()
         .map(|i| distance::norm_squared(ds.base.row(i)).sqrt())
         .collect();
-    let truth: Vec<Vec<i32>> = (0..ds.queries.len())
+    (0..ds.queries.len())
         .into_par_iter()
         .map(|q| {
             let query = ds.queries.row(q);
             let qn = distance::norm_squared(query).sqrt();
             let mut best: Vec<(f64, i32)> = Vec::with_capacity(k + 1);
             for (i, &norm) in norms.iter().enumerate() {
+                if !keep(ds.ids[i]) {
+                    continue;
+                }
                 let v = ds.base.row(i);
                 let d = if ds.cosine {
                     if norm == 0.0 || qn == 0.0 {
@@ -265,13 +286,5 @@ pub fn ground_truth(ds: &Dataset, k: usize, cache: &Path) -> Vec<Vec<i32>> {
             }
             best.into_iter().map(|b| b.1).collect()
         })
-        .collect();
-    let bytes: Vec<u8> = truth
-        .iter()
-        .flatten()
-        .flat_map(|id| id.to_le_bytes())
-        .collect();
-    let _ = std::fs::create_dir_all(cache);
-    let _ = std::fs::write(&file, bytes);
-    truth
+        .collect()
 }

@@ -6,7 +6,7 @@
 //! vdb-bench --vdb <conninfo> [--pgvector <conninfo>] [--dataset glove|gmm]
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
 //!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
-//!           [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
+//!           [--filtered-ef 40] [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
 //!           [--data-dir DIR] [--out DIR]
 //! ```
 //!
@@ -14,7 +14,8 @@
 //! evenly), build the index, insert the held-back rows through it (one row
 //! per statement from 1 and 4 clients, then 1,000-row statements), measure
 //! recall right away and how long vdb takes to merge its pending list,
-//! then run the query passes over the complete table. With `--shard`
+//! then run the query passes over the complete table, and the filtered
+//! queries of [`filtered`] at `--filtered-ef` (0: skip). With `--shard`
 //! servers (2 or more), vdb's run is followed by the scale-out run: the
 //! same rows split over 2, then 3 shards behind the vdb database.
 //!
@@ -25,6 +26,7 @@
 
 mod dataset;
 mod db;
+mod filtered;
 mod insert;
 mod report;
 mod scale_out;
@@ -43,6 +45,7 @@ struct Options {
     m: u32,
     ef_construction: u32,
     insert_rows: usize,
+    filtered_ef: u32,
     shards: Vec<String>,
     scale_out_ef: Vec<u32>,
     data_dir: PathBuf,
@@ -60,6 +63,7 @@ fn parse() -> Result<Options, String> {
         m: 16,
         ef_construction: 64,
         insert_rows: 20_000,
+        filtered_ef: 40,
         shards: Vec::new(),
         scale_out_ef: vec![20, 40, 80, 160],
         data_dir: PathBuf::from(".data/bench"),
@@ -92,6 +96,11 @@ fn parse() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--insert-rows: {e}"))?
             }
+            "--filtered-ef" => {
+                o.filtered_ef = value()?
+                    .parse()
+                    .map_err(|e| format!("--filtered-ef: {e}"))?
+            }
             "--shard" => o.shards.push(value()?),
             "--scale-out-ef" => {
                 o.scale_out_ef = value()?
@@ -115,6 +124,7 @@ fn run_engine(
     engine: &Engine,
     ds: &dataset::Dataset,
     truth: &[Vec<i32>],
+    filtered_truth: &[(i32, Vec<Vec<i32>>)],
     o: &Options,
 ) -> Result<EngineResult, db::BoxError> {
     let mut client = engine.connect()?;
@@ -179,6 +189,11 @@ fn run_engine(
         );
         passes.push(p);
     }
+    let filtered = if o.filtered_ef == 0 {
+        Vec::new()
+    } else {
+        filtered::run(&mut client, engine, ds, filtered_truth, o.filtered_ef)?
+    };
     Ok(EngineResult {
         name: engine.name.to_string(),
         build_secs: build.as_secs_f64(),
@@ -186,6 +201,7 @@ fn run_engine(
         built_rows: ds.base.len() - held_back.len(),
         inserts,
         passes,
+        filtered,
     })
 }
 
@@ -214,6 +230,11 @@ fn main() {
         ds.base.dims
     );
     let truth = dataset::ground_truth(&ds, 10, &o.data_dir);
+    let filtered_truth = if o.filtered_ef == 0 {
+        Vec::new()
+    } else {
+        filtered::ground_truth(&ds)
+    };
 
     let mut engines = vec![Engine::vdb(o.vdb.clone())];
     match &o.pgvector {
@@ -227,7 +248,7 @@ fn main() {
     }
     let mut results = Vec::new();
     for engine in &engines {
-        match run_engine(engine, &ds, &truth, &o) {
+        match run_engine(engine, &ds, &truth, &filtered_truth, &o) {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("vdb-bench: {}: {e}", engine.name);
@@ -236,6 +257,11 @@ fn main() {
         }
     }
     report::print(&ds.name, ds.base.len(), ds.queries.len(), &results);
+    let filtered_results: Vec<(String, Vec<filtered::FilteredPass>)> = results
+        .iter()
+        .map(|r| (r.name.clone(), r.filtered.clone()))
+        .collect();
+    filtered::print(&filtered_results, o.filtered_ef);
     if o.shards.len() >= 2 {
         let vdb = &results[0];
         let single: Vec<(u32, f64, f64)> = o

@@ -15,6 +15,7 @@ pub struct EngineResult {
     pub built_rows: usize,
     pub inserts: Option<InsertStats>,
     pub passes: Vec<QueryStats>,
+    pub filtered: Vec<crate::filtered::FilteredPass>,
 }
 
 /// `b`'s QPS at recall `r`, interpolated on its recall/QPS curve; `None`

@@ -31,6 +31,14 @@ pub struct OrderedScan {
     dropped: usize,
 }
 
+/// A round hands out its results up to the distance of its `ef / 2`-th
+/// nearest. Handing out all `ef` lost the neighbours a wider search found
+/// nearer than the tail of a round (GloVe-50, `ef_search` 40, a filter
+/// keeping 1 row in 10: recall of the filtered top 10 0.67 at full depth,
+/// 0.81 at half depth, for 1.65x the distance computations); `LIMIT` up
+/// to `ef_search / 2` still needs one round only.
+const HANDOUT_DIVISOR: usize = 2;
+
 impl OrderedScan {
     pub fn new(ef_search: usize) -> Self {
         OrderedScan {
@@ -96,7 +104,7 @@ impl OrderedScan {
         let horizon = if self.exhausted {
             f32::INFINITY
         } else {
-            self.search.horizon()
+            self.search.kth_distance(ef.div_ceil(HANDOUT_DIVISOR))
         };
         for &c in self.search.found() {
             if c.distance <= horizon && !self.handed_out.contains(c.node) {

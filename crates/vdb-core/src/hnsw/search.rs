@@ -204,9 +204,15 @@ impl LayerSearch {
         &self.found
     }
 
-    /// Distance of the `ef`-th closest found node (the current horizon).
-    pub fn horizon(&self) -> f32 {
-        self.best.peek().map_or(f32::INFINITY, |w| w.distance)
+    /// Distance of the `k`-th closest found node (resumable searches; the
+    /// farthest found when fewer were found).
+    pub fn kth_distance(&self, k: usize) -> f32 {
+        let mut distances: Vec<f32> = self.found.iter().map(|c| c.distance).collect();
+        if distances.is_empty() {
+            return f32::INFINITY;
+        }
+        let k = k.clamp(1, distances.len());
+        *distances.select_nth_unstable_by(k - 1, f32::total_cmp).1
     }
 }
 
