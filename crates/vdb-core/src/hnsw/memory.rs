@@ -376,7 +376,18 @@ mod tests {
     }
 
     fn exact(g: &MemoryGraph, q: &Point, k: usize) -> Vec<NodeId> {
+        exact_where(g, q, k, &|_| true)
+    }
+
+    /// The exact `k` nearest among the nodes `keep` accepts.
+    fn exact_where(
+        g: &MemoryGraph,
+        q: &Point,
+        k: usize,
+        keep: &dyn Fn(NodeId) -> bool,
+    ) -> Vec<NodeId> {
         let mut all: Vec<Candidate> = (0..g.len() as NodeId)
+            .filter(|&n| keep(n))
             .map(|n| Candidate {
                 distance: g.distance(q, n),
                 node: n,
@@ -412,15 +423,7 @@ mod tests {
         let mut hits = 0;
         for q in queries {
             let q = Metric::L2.prepare(q).expect("indexable");
-            let mut all: Vec<Candidate> = (0..g.len() as NodeId)
-                .filter(|&n| live(n))
-                .map(|n| Candidate {
-                    distance: g.distance(&q, n),
-                    node: n,
-                })
-                .collect();
-            all.sort_unstable();
-            let truth: Vec<NodeId> = all.iter().take(10).map(|c| c.node).collect();
+            let truth = exact_where(g, &q, 10, live);
             let found: Vec<NodeId> = knn(g, &q, 40.max(ef), ef)
                 .into_iter()
                 .filter(|&n| live(n))
@@ -442,15 +445,7 @@ mod tests {
             let mut hits = 0;
             for q in &queries {
                 let q = Metric::L2.prepare(q).expect("indexable");
-                let mut all: Vec<Candidate> = (0..g.len() as NodeId)
-                    .filter(|n| n % modulus == 0)
-                    .map(|n| Candidate {
-                        distance: g.distance(&q, n),
-                        node: n,
-                    })
-                    .collect();
-                all.sort_unstable();
-                let truth: Vec<NodeId> = all.iter().take(10).map(|c| c.node).collect();
+                let truth = exact_where(&g, &q, 10, &|n| n % modulus == 0);
                 let mut scan = OrderedScan::new(40);
                 let mut got: Vec<Candidate> = Vec::new();
                 while got.len() < 10 {
