@@ -148,6 +148,53 @@ pub struct QueryStats {
     pub p99_ms: f64,
 }
 
+/// What one pass of every query through one statement measured.
+pub struct Pass {
+    /// True neighbours returned, over all queries.
+    pub hits: usize,
+    /// Rows returned, over all queries.
+    pub rows: usize,
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Runs `sql` (with the query vector as `$1`) once per query, one client,
+/// prepared; `truth[q]` holds the ids a perfect answer to query `q` has.
+pub fn run_pass(
+    client: &mut Client,
+    sql: &str,
+    ds: &Dataset,
+    truth: &[Vec<i32>],
+) -> Result<Pass, BoxError> {
+    let statement = client.prepare(sql)?;
+    let mut latencies = Vec::with_capacity(truth.len());
+    let (mut hits, mut rows_returned) = (0usize, 0usize);
+    let start = Instant::now();
+    for (q, expected) in truth.iter().enumerate() {
+        let t = Instant::now();
+        let rows = client.query(&statement, &[&Vector(ds.queries.row(q))])?;
+        latencies.push(t.elapsed());
+        rows_returned += rows.len();
+        hits += rows
+            .iter()
+            .filter(|r| expected.contains(&r.get::<_, i32>(0)))
+            .count();
+    }
+    let total = start.elapsed();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+    };
+    Ok(Pass {
+        hits,
+        rows: rows_returned,
+        qps: truth.len() as f64 / total.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
 /// Runs every query once at `ef_search`, one client, prepared statement.
 pub fn query_pass(
     client: &mut Client,
@@ -160,33 +207,17 @@ pub fn query_pass(
         "SET {} = {ef_search}; SET enable_seqscan = off",
         engine.ef_search_guc
     ))?;
-    let statement = client.prepare(&format!(
+    let sql = format!(
         "SELECT id FROM bench_items ORDER BY embedding {} $1 LIMIT 10",
         operator(ds)
-    ))?;
-    let mut latencies = Vec::with_capacity(ds.queries.len());
-    let mut hits = 0usize;
-    let start = Instant::now();
-    for (q, expected) in truth.iter().enumerate() {
-        let t = Instant::now();
-        let rows = client.query(&statement, &[&Vector(ds.queries.row(q))])?;
-        latencies.push(t.elapsed());
-        hits += rows
-            .iter()
-            .filter(|r| expected.contains(&r.get::<_, i32>(0)))
-            .count();
-    }
-    let total = start.elapsed();
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
-    };
+    );
+    let pass = run_pass(client, &sql, ds, truth)?;
     Ok(QueryStats {
         ef_search,
-        recall: hits as f64 / (truth.len() * 10) as f64,
-        qps: truth.len() as f64 / total.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        recall: pass.hits as f64 / (truth.len() * 10) as f64,
+        qps: pass.qps,
+        p50_ms: pass.p50_ms,
+        p99_ms: pass.p99_ms,
     })
 }
 

@@ -11,9 +11,8 @@
 //! by default.
 
 use crate::dataset::{self, Dataset};
-use crate::db::{self, BoxError, Engine, Vector};
+use crate::db::{self, BoxError, Engine};
 use postgres::Client;
-use std::time::Instant;
 
 /// Rows kept by the filter: one id in `modulus`.
 pub const MODULI: [i32; 2] = [10, 100];
@@ -70,33 +69,18 @@ pub fn run(
             engine.ef_search_guc
         ))?;
         for (modulus, expected) in truth {
-            let statement = client.prepare(&format!(
+            let sql = format!(
                 "SELECT id FROM bench_items WHERE id % {modulus} = 0 ORDER BY embedding {} $1 LIMIT 10",
                 db::operator(ds)
-            ))?;
-            let mut latencies = Vec::with_capacity(expected.len());
-            let (mut hits, mut rows_returned) = (0usize, 0usize);
-            let start = Instant::now();
-            for (q, want) in expected.iter().enumerate() {
-                let t = Instant::now();
-                let rows = client.query(&statement, &[&Vector(ds.queries.row(q))])?;
-                latencies.push(t.elapsed());
-                rows_returned += rows.len();
-                hits += rows
-                    .iter()
-                    .filter(|r| want.contains(&r.get::<_, i32>(0)))
-                    .count();
-            }
-            let total = start.elapsed();
-            latencies.sort_unstable();
-            let p99 = latencies[((latencies.len() as f64 - 1.0) * 0.99).round() as usize];
+            );
+            let run = db::run_pass(client, &sql, ds, expected)?;
             let pass = FilteredPass {
                 modulus: *modulus,
                 mode,
-                recall: hits as f64 / (expected.len() * 10) as f64,
-                rows_per_query: rows_returned as f64 / expected.len() as f64,
-                qps: expected.len() as f64 / total.as_secs_f64(),
-                p99_ms: p99.as_secs_f64() * 1e3,
+                recall: run.hits as f64 / (expected.len() * 10) as f64,
+                rows_per_query: run.rows as f64 / expected.len() as f64,
+                qps: run.qps,
+                p99_ms: run.p99_ms,
             };
             eprintln!(
                 "[{}] filter 1/{modulus} ({mode}): recall {:.3}, {:.1} rows/query, {:.0} QPS",
