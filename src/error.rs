@@ -1,7 +1,7 @@
 //! User-facing errors, kept free of Postgres so that pure code can return
 //! them and plain unit tests can check their SQLSTATE.
 //!
-//! [`crate::fmgr`] turns a [`SqlError`] into an `ERROR` at the boundary.
+//! The function-manager boundary turns a [`SqlError`] into an `ERROR`.
 
 use std::fmt;
 
@@ -22,6 +22,18 @@ pub enum SqlState {
     InvalidParameterValue,
     /// 54000
     ProgramLimitExceeded,
+    /// 42501
+    InsufficientPrivilege,
+    /// 42809
+    WrongObjectType,
+    /// 25006
+    ReadOnlySqlTransaction,
+    /// 55000
+    ObjectNotInPrerequisiteState,
+    /// 53200
+    OutOfMemory,
+    /// XX002
+    IndexCorrupted,
     /// XX000
     Internal,
 }
@@ -37,6 +49,12 @@ impl SqlState {
             SqlState::NullValueNotAllowed => "22004",
             SqlState::InvalidParameterValue => "22023",
             SqlState::ProgramLimitExceeded => "54000",
+            SqlState::InsufficientPrivilege => "42501",
+            SqlState::WrongObjectType => "42809",
+            SqlState::ReadOnlySqlTransaction => "25006",
+            SqlState::ObjectNotInPrerequisiteState => "55000",
+            SqlState::OutOfMemory => "53200",
+            SqlState::IndexCorrupted => "XX002",
             SqlState::Internal => "XX000",
         }
     }

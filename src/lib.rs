@@ -10,8 +10,10 @@
 pub mod am;
 pub mod distance;
 pub mod error;
+mod failpoint;
 pub mod fmgr;
 pub mod storage;
+mod threads;
 pub mod vector;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -22,6 +24,7 @@ pgrx::extension_sql_file!("../sql/vdb.sql", name = "vdb_sql", bootstrap);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     am::options::init();
+    failpoint::init();
     am::worker::init();
 }
 

@@ -13,22 +13,21 @@
 //! not fit, the graph built so far is written out (with a NOTICE), and
 //! the remaining rows are inserted into the on-disk graph one at a time.
 
-use super::insert::insert_point;
 use super::options::index_options;
-use super::threads::{cores, SignalsBlocked};
 use super::utils::tid_of;
 use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::buffer::{Block, BulkWriter};
-use crate::storage::graph::{
-    encode_slot, encode_upper, new_meta, put_meta, write_overflow, PageGraph,
-};
+use crate::storage::graph::{encode_slot, encode_upper, write_overflow};
 use crate::storage::layout::{
     self, Geometry, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER,
     PAYLOAD,
 };
+use crate::storage::meta::{new_meta, put_meta};
+use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
+use crate::threads::{cores, SignalsBlocked};
 use pgrx::pg_sys;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -74,7 +73,7 @@ struct BuildState {
     /// Nodes by hash of their vector, to find identical vectors.
     by_hash: HashMap<u64, Vec<NodeId>>,
     /// After a flush: the on-disk graph the remaining rows go into.
-    disk: Option<PageGraph>,
+    disk: Option<GraphWriter>,
     /// Rows waiting to go into `disk`, inserted in shuffled batches.
     backlog: Vec<(Point, Tid)>,
     search: LayerSearch,
@@ -151,7 +150,7 @@ impl BuildState {
             vdb_core::hnsw::memory::permutation(self.backlog.len(), self.backlog.len() as u64);
         for i in order {
             let (point, tid) = &self.backlog[i as usize];
-            insert_point(disk, &mut self.search, point, *tid, None)?;
+            disk.insert_point(&mut self.search, point, *tid, None)?;
         }
         self.backlog.clear();
         Ok(())
@@ -176,7 +175,7 @@ impl BuildState {
         self.first_tid = Vec::new();
         self.extra_tids = HashMap::new();
         self.by_hash = HashMap::new();
-        self.disk = Some(super::insert::open_graph_for_write(self.index)?);
+        self.disk = Some(GraphWriter::open(GraphLock::acquire(self.index))?);
         report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
         Ok(())
     }
@@ -290,13 +289,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         // Rows inserted one at a time after the flush can have pruned
         // away another node's only incoming edge.
         Some(disk) => {
-            vdb_core::hnsw::repair::link_unreachable(
-                disk,
-                disk.node_count(),
-                &|n| disk.header(n).level,
-                &|n| disk.load(n),
-                &|n| disk.tids(n).deleted,
-            );
+            disk.link_unreachable();
         }
     }
     // SAFETY: palloc0 returns a zeroed IndexBuildResult.

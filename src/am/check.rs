@@ -7,10 +7,12 @@
 //! no node without rows may hold TIDs, and every live node must be
 //! reachable from the entry point.
 
+use super::utils::{with_index, Needs};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, Args};
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::{Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
+use crate::storage::writer::GraphLock;
 use crate::storage::{pending, Index};
 use pgrx::pg_sys::{self, Datum};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -109,7 +111,10 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
                 ));
                 continue;
             }
-            let at = graph.upper_location(slot);
+            let Some(at) = graph.upper_location(slot) else {
+                problems.push(format!("node {node} has upper slot {slot} in no extent"));
+                continue;
+            };
             if let Some(other) = owner.insert(at, node) {
                 problems.push(format!(
                     "nodes {other} and {node} share upper-level storage at block {} offset {}",
@@ -282,22 +287,15 @@ unsafe fn visible_versions(index: Index, tids: &[Tid]) -> Vec<(Tid, Tid)> {
             (*(*index.raw()).rd_index).indrelid,
             pg_sys::AccessShareLock as i32,
         );
-        let am = &*(*heap).rd_tableam;
-        let (Some(begin), Some(fetch), Some(end)) = (
-            am.index_fetch_begin,
-            am.index_fetch_tuple,
-            am.index_fetch_end,
-        ) else {
-            pg_sys::relation_close(heap, pg_sys::AccessShareLock as i32);
-            return found;
-        };
         let snapshot = pg_sys::GetActiveSnapshot();
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-        let scan = begin(heap);
+        // The table AM's callbacks through pgrx's guarded wrappers: an
+        // ERROR inside unwinds through Rust frames properly.
+        let scan = pg_sys::table_index_fetch_begin(heap);
         for &t in tids {
             let mut item = crate::am::utils::item_pointer(t);
             let (mut call_again, mut all_dead) = (false, false);
-            if fetch(
+            if pg_sys::table_index_fetch_tuple(
                 scan,
                 &mut item,
                 snapshot,
@@ -308,7 +306,7 @@ unsafe fn visible_versions(index: Index, tids: &[Tid]) -> Vec<(Tid, Tid)> {
                 found.push((t, crate::am::utils::tid_of(&(*slot).tts_tid)));
             }
         }
-        end(scan);
+        pg_sys::table_index_fetch_end(scan);
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::relation_close(heap, pg_sys::AccessShareLock as i32);
     }
@@ -317,27 +315,34 @@ unsafe fn visible_versions(index: Index, tids: &[Tid]) -> Vec<(Tid, Tid)> {
 
 fn check(args: &Args) -> SqlResult<Datum> {
     let oid = pg_sys::Oid::from(args.datum(0).value() as u32);
-    let problems = super::utils::with_index(oid, pg_sys::AccessShareLock, |index| {
-        // No merge may move rows between the graph and the list meanwhile.
-        let _lock = super::utils::GraphLock::acquire(index);
-        // On a standby the primary's merges and vacuums replay underneath
-        // (its locks are not replicated): look again if a page changed.
-        let mut attempts = 0;
-        loop {
-            let replayed = replay_position();
-            let graph = PageGraph::open(index)?;
-            let mut problems = structural_problems(&graph);
-            problems.extend(table_problems(index, &graph)?);
-            match replayed {
-                Some(lsn) if attempts < 50 && changed_since(index, lsn) => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    pgrx::check_for_interrupts!();
+    let problems = with_index(
+        oid,
+        "vhnsw_check()",
+        Needs::Owner,
+        pg_sys::AccessShareLock,
+        |index| {
+            // No merge may move rows between the graph and the list meanwhile
+            // (the table is locked already: table locks come first).
+            let _lock = GraphLock::acquire(index);
+            // On a standby the primary's merges and vacuums replay underneath
+            // (its locks are not replicated): look again if a page changed.
+            let mut attempts = 0;
+            loop {
+                let replayed = replay_position();
+                let graph = PageGraph::open(index)?;
+                let mut problems = structural_problems(&graph);
+                problems.extend(table_problems(index, &graph)?);
+                match replayed {
+                    Some(lsn) if attempts < 50 && changed_since(index, lsn) => {
+                        attempts += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        pgrx::check_for_interrupts!();
+                    }
+                    _ => return Ok(problems),
                 }
-                _ => return Ok(problems),
             }
-        }
-    })?;
+        },
+    )?;
     Ok(crate::fmgr::text_datum(&problems.join("\n")))
 }
 
@@ -418,7 +423,9 @@ pg_fn! {
     /// `vhnsw_stats_text(regclass) RETURNS text` (wrapped by `vhnsw_stats`)
     fn vdb_vhnsw_stats(args) {
         let oid = pg_sys::Oid::from(args.datum(0).value() as u32);
-        let json = super::utils::with_index(oid, pg_sys::AccessShareLock, |index| stats_json(index, &PageGraph::open(index)?))?;
+        let json = with_index(oid, "vhnsw_stats()", Needs::Select, pg_sys::AccessShareLock, |index| {
+            stats_json(index, &PageGraph::open(index)?)
+        })?;
         Ok(crate::fmgr::text_datum(&json))
     }
 }

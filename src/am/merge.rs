@@ -11,12 +11,12 @@
 //! Merges run in the background worker, in an inserting backend that hit
 //! the hard limit, in VACUUM, and in `vhnsw_merge(regclass)`.
 
-use super::insert::insert_point;
-use super::utils::GraphLock;
+use super::utils::Needs;
 use crate::error::SqlResult;
 use crate::fmgr::{pg_fn, Args};
-
+use crate::storage::meta::read_meta;
 use crate::storage::pending;
+use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
 use pgrx::pg_sys::{self, Datum};
 use vdb_core::hnsw::memory::permutation;
@@ -42,7 +42,7 @@ pub struct Merged {
 
 /// Merges up to `max` pending entries into the graph.
 pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged> {
-    let Some(_lock) = (match mode {
+    let Some(lock) = (match mode {
         LockMode::Wait => Some(GraphLock::acquire(index)),
         LockMode::Skip => GraphLock::try_acquire(index),
     }) else {
@@ -51,7 +51,7 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
             ..Merged::default()
         });
     };
-    let mut graph = super::insert::open_graph_for_write(index)?;
+    let mut graph = GraphWriter::open(lock)?;
     let items = pending::collect(index, graph.dims(), max, u64::from(graph.node_count()))?;
     let mut search = LayerSearch::new();
     let order = permutation(items.len(), graph.node_count().into());
@@ -60,23 +60,14 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
             pgrx::check_for_interrupts!();
         }
         let item = &items[i as usize];
-        insert_point(
-            &mut graph,
-            &mut search,
-            &item.point,
-            item.tid,
-            Some(item.at),
-        )?;
+        graph.insert_point(&mut search, &item.point, item.tid, Some(item.at))?;
+        crate::failpoint::hit("merge_after_insert");
     }
     pending::add_done(index, items.len());
     pending::recycle_head(index)?;
-    if !items.is_empty() {
-        // SAFETY: GetCurrentTimestamp only reads the clock.
-        graph.meta.last_merge = unsafe { pg_sys::GetCurrentTimestamp() };
-        graph.meta.merged_total += items.len() as u64;
-        graph.flush_meta();
-    }
-    let remaining = pending::estimate(&crate::storage::graph::read_meta(index)?);
+    graph.record_merge(items.len());
+    drop(graph);
+    let remaining = pending::estimate(&read_meta(index)?);
     Ok(Merged {
         entries: items.len(),
         remaining,
@@ -88,7 +79,7 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
 /// keep adding meanwhile are left to the next merge, so this returns even
 /// under a steady stream of inserts).
 pub fn merge_all(index: Index, batch: usize) -> SqlResult<usize> {
-    let meta = crate::storage::graph::read_meta(index)?;
+    let meta = read_meta(index)?;
     let target = pending::live_count(index, meta.dims as usize)?;
     let mut total = 0;
     while total < target {
@@ -103,9 +94,13 @@ pub fn merge_all(index: Index, batch: usize) -> SqlResult<usize> {
 
 fn merge_now(args: &Args) -> SqlResult<Datum> {
     let oid = pg_sys::Oid::from(args.datum(0).value() as u32);
-    let merged = super::utils::with_index(oid, pg_sys::RowExclusiveLock, |index| {
-        merge_all(index, super::options::merge_batch_size())
-    })?;
+    let merged = super::utils::with_index(
+        oid,
+        "vhnsw_merge()",
+        Needs::OwnerToWrite,
+        pg_sys::RowExclusiveLock,
+        |index| merge_all(index, super::options::merge_batch_size()),
+    )?;
     Ok(Datum::from(merged as i64))
 }
 

@@ -10,7 +10,6 @@ pub mod insert;
 pub mod merge;
 pub mod options;
 pub mod scan;
-pub mod threads;
 pub mod utils;
 pub mod vacuum;
 pub mod validate;

@@ -14,7 +14,8 @@ use super::validate::HINT_STRATEGY;
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::graph::PageGraph;
-use crate::storage::layout::Tid;
+use crate::storage::layout::{Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
+use crate::storage::meta::{params_of, read_meta};
 use crate::storage::{pending, Index};
 use pgrx::pg_sys;
 use pgrx::PgMemoryContexts;
@@ -50,15 +51,15 @@ struct Search {
 
 impl Search {
     fn start(index: Index, raw: &[f32], ef_search: usize) -> SqlResult<Search> {
-        let graph = PageGraph::open(index)?;
-        let dims = graph.dims();
+        let meta = read_meta(index)?;
+        let dims = meta.dims as usize;
         if dims != 0 && dims != raw.len() {
             return Err(SqlError::data(format!(
                 "different vector dimensions {dims} and {}",
                 raw.len()
             )));
         }
-        let metric = graph.params().metric;
+        let metric = params_of(&meta)?.metric;
         let query = match metric.prepare(raw) {
             Ok(p) => p,
             // Every distance to a zero vector is NaN: any order is right.
@@ -72,8 +73,10 @@ impl Search {
                 ))
             }
         };
-        // The pending list at exact distances: a committed row is found by
-        // the very next query.
+        // The pending list at exact distances, read before the graph's
+        // metapage: an entry merged between the two reads is in the list as
+        // it was read, or its node was published before the metapage was
+        // read. Either way a committed row is found by the very next query.
         let mut pending = Vec::new();
         if dims != 0 {
             let mut seen = HashSet::new();
@@ -82,6 +85,20 @@ impl Search {
                     pending.push((metric.distance(&query.vec, query.aux, vec, aux), tid));
                 }
             })?;
+        }
+        crate::failpoint::hit("scan_between_reads");
+        let graph = PageGraph::open(index)?;
+        // A node still being linked (its insert in progress, or cut short
+        // by a crash) may have no incoming link yet: measure it directly.
+        let linking = graph.meta.linking;
+        if linking != NO_NODE && linking < graph.node_count() {
+            let header = graph.header(linking);
+            if header.flags & NODE_IN_USE != 0 && header.flags & NODE_DELETED == 0 {
+                let distance = graph.distance(&query, linking);
+                for tid in graph.tids(linking).tids {
+                    pending.push((distance, tid));
+                }
+            }
         }
         pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         Ok(Search {

@@ -1,6 +1,6 @@
 //! Helpers shared by the access-method callbacks.
 
-use crate::error::{SqlError, SqlResult};
+use crate::error::{SqlError, SqlResult, SqlState};
 use crate::fmgr::raise;
 use crate::storage::layout::Tid;
 use crate::storage::Index;
@@ -21,46 +21,61 @@ pub fn item_pointer(tid: Tid) -> pg_sys::ItemPointerData {
     item
 }
 
-/// Tag of the heavyweight page lock that serialises graph changes (it
-/// names block 0 but is unrelated to that buffer's content lock).
-const GRAPH_LOCK_BLOCK: u32 = 0;
-
-/// Holds the index's graph-change lock: one writer (insert, build tail,
-/// vacuum) changes links at a time; scans never take it.
-pub struct GraphLock {
-    rel: Index,
-}
-
-impl GraphLock {
-    pub fn acquire(rel: Index) -> GraphLock {
-        // SAFETY: rel is an open index; heavyweight locks are released at
-        // transaction abort if we never get to Drop.
-        unsafe { pg_sys::LockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32) };
-        GraphLock { rel }
-    }
-}
-
-impl GraphLock {
-    /// The lock if nobody holds it, else `None` (background merges).
-    pub fn try_acquire(rel: Index) -> Option<GraphLock> {
-        // SAFETY: as in acquire.
-        let got = unsafe {
-            pg_sys::ConditionalLockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32)
+/// Runs `f` in an internal subtransaction, as a PL/pgSQL exception block
+/// does: an `ERROR` inside rolls back what the subtransaction holds
+/// (locks, pins, memory; WAL records already written stay, as after any
+/// `ERROR`, which the write paths are ordered for) and comes back as
+/// `Err(message)` instead of aborting the caller's transaction.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    // SAFETY: the subtransaction is begun and ended on this thread, and
+    // the caller's memory context and resource owner are restored on both
+    // paths, as plpgsql's exec_stmt_block does.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        // An ERROR resets the holdoff count that buffer-lock releases
+        // during unwinding then decrement: put back what it was.
+        let holdoff = pg_sys::InterruptHoldoffCount;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let restore = move || {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
         };
-        got.then_some(GraphLock { rel })
-    }
-}
-
-impl Drop for GraphLock {
-    fn drop(&mut self) {
-        // SAFETY: we took this lock in acquire.
-        unsafe {
-            pg_sys::UnlockPage(
-                self.rel.raw(),
-                GRAPH_LOCK_BLOCK,
-                pg_sys::ExclusiveLock as i32,
-            )
-        };
+        pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            let result = f();
+            pg_sys::ReleaseCurrentSubTransaction();
+            restore();
+            Ok(result)
+        }))
+        .catch_others(|e| {
+            pg_sys::InterruptHoldoffCount = holdoff;
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            restore();
+            // A cancel or shutdown is for the caller, as in PL/pgSQL.
+            let code = match &e {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+                | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                    r.sql_error_code()
+                }
+            };
+            if matches!(
+                code,
+                pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+                    | pgrx::PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN
+            ) {
+                e.rethrow();
+            }
+            Err(match e {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+                | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                    r.message().to_string()
+                }
+            })
+        })
+        .execute()
     }
 }
 
@@ -127,23 +142,116 @@ pub unsafe fn is_vhnsw(rel: pg_sys::Relation) -> bool {
     unsafe { (*(*rel).rd_rel).relam == pg_sys::get_index_am_oid(c"vhnsw".as_ptr(), true) }
 }
 
-/// Runs `f` on the vhnsw index `oid`, opened with `lock` (errors if `oid`
-/// is another kind of relation).
+/// What one of vdb's SQL functions needs on an index's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Reading the index's shape: `SELECT` on the table.
+    Select,
+    /// Reading every row or changing the index (`vhnsw_check`,
+    /// `vhnsw_merge`): ownership of the table, as `VACUUM`, `REINDEX` and
+    /// `amcheck`'s functions require.
+    Owner,
+    /// [`Needs::Owner`], and the index will be written: refused during
+    /// recovery and in read-only transactions, before anything is locked.
+    OwnerToWrite,
+}
+
+fn rel_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: get_rel_name reads the catalog; NULL for a missing relation.
+    let name = unsafe { pg_sys::get_rel_name(oid) };
+    if name.is_null() {
+        return format!("{}", oid.to_u32());
+    }
+    // SAFETY: a palloc'd NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs `f` on the vhnsw index `oid` for SQL function `function`, once
+/// the caller's rights on the index's table are checked (before any lock
+/// is taken, so that a role without rights cannot make others wait). The
+/// table is locked before the index, as every other path does; both with
+/// `lock`. An index that is not valid yet (a `CREATE INDEX CONCURRENTLY`
+/// in progress or failed) is refused where the function needs every row.
 pub fn with_index<R>(
     oid: pg_sys::Oid,
+    function: &str,
+    needs: Needs,
     lock: u32,
     f: impl FnOnce(Index) -> SqlResult<R>,
 ) -> SqlResult<R> {
+    if needs == Needs::OwnerToWrite {
+        // SAFETY: both read backend-local or shared state only.
+        let (recovery, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
+        if recovery {
+            return Err(SqlError::new(
+                SqlState::ReadOnlySqlTransaction,
+                format!("cannot run {function} during recovery"),
+            )
+            .with_detail("A standby replays the primary's index; merge on the primary."));
+        }
+        if read_only {
+            return Err(SqlError::new(
+                SqlState::ReadOnlySqlTransaction,
+                format!("cannot run {function} in a read-only transaction"),
+            ));
+        }
+    }
+    // SAFETY: reads the catalog; InvalidOid when oid is no index.
+    let heap = unsafe { pg_sys::IndexGetRelation(oid, true) };
+    if heap == pg_sys::InvalidOid {
+        return Err(SqlError::new(
+            SqlState::WrongObjectType,
+            format!("\"{}\" is not an index", rel_name(oid)),
+        ));
+    }
+    // SAFETY: GetUserId reads the current role; the checks read the catalog.
+    let allowed = unsafe {
+        let user = pg_sys::GetUserId();
+        match needs {
+            Needs::Select => {
+                pg_sys::pg_class_aclcheck(heap, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
+                    == pg_sys::AclResult::ACLCHECK_OK
+            }
+            Needs::Owner | Needs::OwnerToWrite => pg_sys::pg_class_ownercheck(heap, user),
+        }
+    };
+    if !allowed {
+        let table = rel_name(heap);
+        return Err(SqlError::new(
+            SqlState::InsufficientPrivilege,
+            match needs {
+                Needs::Select => format!("permission denied for table {table}"),
+                _ => format!("must be owner of table {table}"),
+            },
+        )
+        .with_detail(format!("{function} needs it on the index's table.")));
+    }
+    // SAFETY: locks the table by oid; held to the end of the transaction.
+    unsafe { pg_sys::LockRelationOid(heap, lock as pg_sys::LOCKMODE) };
     // SAFETY: index_open locks and validates the relation (an ERROR if it
     // is not an index); closed below.
     let raw = unsafe { pg_sys::index_open(oid, lock as i32) };
-    // SAFETY: opened above.
-    let result = if unsafe { is_vhnsw(raw) } {
-        // SAFETY: open until index_close below.
-        f(unsafe { Index::new(raw) })
-    } else {
-        Err(SqlError::invalid_parameter("not a vhnsw index"))
-    };
+    // SAFETY: opened above; rd_index is set for an index.
+    // SAFETY: opened above; rd_rel is always set.
+    let relkind = unsafe { (*(*raw).rd_rel).relkind };
+    let result =
+        if !unsafe { is_vhnsw(raw) } || relkind != pg_sys::RELKIND_INDEX as std::ffi::c_char {
+            Err(SqlError::invalid_parameter(format!(
+                "\"{}\" is not a vhnsw index",
+                rel_name(oid)
+            )))
+        } else if needs != Needs::Select && !unsafe { (*(*raw).rd_index).indisvalid } {
+            Err(SqlError::new(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("index \"{}\" is not valid yet", rel_name(oid)),
+            )
+            .with_detail("It is being built concurrently, or such a build failed: REINDEX it."))
+        } else {
+            // SAFETY: open until index_close below.
+            f(unsafe { Index::new(raw) })
+        };
     // SAFETY: opened above.
     unsafe { pg_sys::index_close(raw, lock as i32) };
     result

@@ -12,11 +12,12 @@
 
 use super::merge::merge_all;
 use super::options::merge_batch_size;
-use super::utils::{item_pointer, or_raise, GraphLock};
+use super::utils::{in_subtransaction, item_pointer, or_raise};
 use crate::storage::buffer::block_count;
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::Tid;
 use crate::storage::pending;
+use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
 use pgrx::pg_sys;
 
@@ -43,8 +44,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let Some(is_dead) = callback else {
         return stats;
     };
-    let _lock = GraphLock::acquire(index);
-    let mut graph = or_raise(super::insert::open_graph_for_write(index));
+    let mut graph = or_raise(GraphWriter::open(GraphLock::acquire(index)));
     let (mut removed, mut kept) = (0f64, 0f64);
     if graph.dims() != 0 {
         // SAFETY: the callback VACUUM gave us, with its state.
@@ -72,10 +72,10 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         kept += live.len() as f64;
         if live.len() < current.tids.len() {
             removed += (current.tids.len() - live.len()) as f64;
-            graph.set_tids(node, &live);
+            or_raise(graph.set_tids(node, &live));
         }
     }
-    graph.flush_meta();
+    graph.write_meta();
     // SAFETY: stats is a valid result struct.
     unsafe {
         (*stats).tuples_removed += removed;
@@ -83,6 +83,25 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         (*stats).num_pages = block_count(index);
     }
     stats
+}
+
+/// Merges the pending list, if it can. Nothing VACUUM must do depends on
+/// it (bulk delete already flagged the dead entries), so a failure is a
+/// WARNING, never an abort of the VACUUM: that would keep the table's
+/// `relfrozenxid` from advancing. In a parallel VACUUM no subtransaction
+/// can start, and the merge is left to the background worker.
+fn merge_pending(index: Index) {
+    // SAFETY: reads a backend-local flag.
+    if unsafe { pg_sys::IsInParallelMode() } {
+        return;
+    }
+    let result = in_subtransaction(|| merge_all(index, merge_batch_size()));
+    let failed = match result {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(message) => message,
+    };
+    pgrx::warning!("vhnsw: VACUUM could not merge the pending list: {failed}");
 }
 
 /// `amvacuumcleanup`
@@ -96,18 +115,11 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     if analyze_only {
         return stats;
     }
-    or_raise(merge_all(index, merge_batch_size()));
+    merge_pending(index);
     {
-        let _lock = GraphLock::acquire(index);
-        let mut graph = or_raise(super::insert::open_graph_for_write(index));
+        let mut graph = or_raise(GraphWriter::open(GraphLock::acquire(index)));
         graph.repair_deleted();
-        vdb_core::hnsw::repair::link_unreachable(
-            &graph,
-            graph.node_count(),
-            &|n| graph.header(n).level,
-            &|n| graph.load(n),
-            &|n| graph.tids(n).deleted,
-        );
+        graph.link_unreachable();
     }
     let had_stats = !stats.is_null();
     let stats = stats_or_new(stats);

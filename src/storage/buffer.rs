@@ -45,7 +45,19 @@ pub fn block_count(rel: Index) -> Block {
     unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel.raw(), pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
 
+/// Pins `block`. A block number read from a page or a metapage snapshot
+/// is never `InvalidBlockNumber` in a sound index; passed to ReadBuffer it
+/// would extend the relation (even on a standby), so it is an ERROR here.
 fn read_buffer(rel: Index, block: Block) -> pg_sys::Buffer {
+    if block == pg_sys::InvalidBlockNumber {
+        crate::fmgr::raise(
+            crate::error::SqlError::new(
+                crate::error::SqlState::IndexCorrupted,
+                "vhnsw index is corrupt: a page reference points nowhere",
+            )
+            .with_detail("REINDEX the index."),
+        );
+    }
     // SAFETY: rel is open; ReadBufferExtended raises ERROR for a block
     // beyond the end of the relation.
     unsafe {
@@ -53,6 +65,22 @@ fn read_buffer(rel: Index, block: Block) -> pg_sys::Buffer {
             rel.raw(),
             pg_sys::ForkNumber::MAIN_FORKNUM,
             block,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// Pins a new page at the end of the relation (the caller holds the
+/// relation extension lock, or is the only writer of a new index).
+fn new_buffer(rel: Index) -> pg_sys::Buffer {
+    // SAFETY: rel is open; P_NEW (InvalidBlockNumber) extends it by one
+    // zeroed page and returns it pinned.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            rel.raw(),
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            pg_sys::InvalidBlockNumber,
             pg_sys::ReadBufferMode::RBM_NORMAL,
             std::ptr::null_mut(),
         )
@@ -176,7 +204,7 @@ pub fn extend(rel: Index, n: u32) -> Block {
     unsafe {
         pg_sys::LockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32);
         for i in 0..n {
-            let buffer = read_buffer(rel, pg_sys::InvalidBlockNumber);
+            let buffer = new_buffer(rel);
             if i == 0 {
                 first = pg_sys::BufferGetBlockNumber(buffer);
             }
@@ -357,7 +385,7 @@ impl BulkWriter {
 
     /// Appends a page of `kind` filled by `fill`; returns its block.
     pub fn append(&mut self, kind: PageKind, fill: impl FnOnce(&mut [u8])) -> Block {
-        let buffer = read_buffer(self.rel, pg_sys::InvalidBlockNumber);
+        let buffer = new_buffer(self.rel);
         // SAFETY: the new buffer is pinned; we lock it exclusively, fill
         // its page and mark it dirty before releasing it. The index is new
         // and locked by CREATE INDEX, so nobody else extends it.
@@ -381,9 +409,13 @@ impl BulkWriter {
     /// Rewrites an already appended page (the metapage, last).
     pub fn rewrite(&mut self, block: Block, fill: impl FnOnce(&mut [u8])) {
         let buffer = read_buffer(self.rel, block);
-        // SAFETY: as in append; the page keeps its initialisation.
+        // SAFETY: as in append; the page keeps its initialisation. The
+        // change, MarkBufferDirty and its WAL record are one critical
+        // section (START_CRIT_SECTION / END_CRIT_SECTION), as PostgreSQL
+        // requires of a logged page change.
         unsafe {
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            pg_sys::CritSectionCount += 1;
             fill(std::slice::from_raw_parts_mut(
                 pg_sys::BufferGetPage(buffer).cast::<u8>(),
                 BLCKSZ,
@@ -392,6 +424,7 @@ impl BulkWriter {
             if self.wal && block < self.logged_up_to {
                 pg_sys::log_newpage_buffer(buffer, true);
             }
+            pg_sys::CritSectionCount -= 1;
             pg_sys::UnlockReleaseBuffer(buffer);
         }
     }

@@ -1,105 +1,30 @@
-//! The HNSW graph as it lives in index pages: vdb-core's [`GraphStore`] and
-//! [`GraphWrite`] over Postgres buffers, plus what only a stored graph
-//! has: heap TIDs, node allocation, extents and the metapage.
+//! The HNSW graph as it lives in index pages, read side: node slots and
+//! their upper-level lists, vdb-core's [`GraphStore`] over Postgres
+//! buffers, and the encoders of slots that the build and the writer use.
 //!
 //! Reads take a share lock on one page at a time and copy out (or compute
-//! a distance in place) before releasing it. Writes go through
-//! [`WalBatch`], so every change is WAL-logged. Structural changes (new
-//! nodes, new links, new extents) are made by one writer at a time: the
-//! caller holds the index's graph lock (see `am::utils::GraphLock`).
-//!
-//! A new node is written into slots past `node_count` first and published
-//! by the metapage record that raises `node_count`, so a crash between the
-//! two leaves only unused bytes behind.
+//! a distance in place) before releasing it. A [`PageGraph`] is a snapshot
+//! of the metapage taken when it was opened: node ids and upper slots past
+//! that snapshot were published later and are not followed. Every change
+//! goes through [`super::writer::GraphWriter`].
 
-use super::buffer::{self, Block, PageRead, Pinned, WalBatch, MAX_BATCH_PAGES};
+use super::buffer::{Block, PageRead, Pinned};
 use super::layout::{
-    self, extent_of, extent_units, Geometry, Meta, NodeHeader, OverflowHeader, PageKind, Tid,
-    INLINE_TIDS, INVALID_BLOCK, LAYOUT_VERSION, MAGIC, META_BLOCK, NODE_DELETED, NODE_EXTENTS,
-    NODE_FREE, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD, PENDING_MERGED,
-    UPPER_EXTENTS,
+    self, extent_of, Geometry, Meta, NodeHeader, OverflowHeader, Tid, INLINE_TIDS, INVALID_BLOCK,
+    NODE_DELETED, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
 };
-use super::pending::{self, EntryRef};
+use super::meta::{params_of, read_meta};
 use super::Index;
 use crate::error::{SqlError, SqlResult};
 use std::cell::RefCell;
 
 use vdb_core::hnsw::cache::VectorCache;
-use vdb_core::hnsw::insert::Plan;
-use vdb_core::hnsw::{Entry, GraphStore, GraphWrite, Metric, NodeId, Params, Point};
+use vdb_core::hnsw::{Entry, GraphStore, NodeId, Params, Point};
 
-/// A fresh metapage for an index of this shape.
-pub fn new_meta(dims: usize, metric: Metric, m: usize, ef_construction: usize) -> Meta {
-    let mut meta: Meta = bytemuck::Zeroable::zeroed();
-    meta.magic = MAGIC;
-    meta.version = LAYOUT_VERSION;
-    meta.metric = metric.code();
-    meta.m = m as u16;
-    meta.ef_construction = ef_construction as u16;
-    meta.entry_node = NO_NODE;
-    meta.pending_head = INVALID_BLOCK;
-    meta.pending_tail = INVALID_BLOCK;
-    meta.pending_free = INVALID_BLOCK;
-    meta.free_node = NO_NODE;
-    meta.linking = NO_NODE;
-    meta.node_extents = [INVALID_BLOCK; NODE_EXTENTS];
-    meta.upper_extents = [INVALID_BLOCK; UPPER_EXTENTS];
-    set_dims(&mut meta, dims);
-    meta
-}
-
-/// Records the dimension count and the sizes that follow from it.
-pub fn set_dims(meta: &mut Meta, dims: usize) {
-    let g = Geometry::new(dims, usize::from(meta.m));
-    meta.dims = dims as u32;
-    meta.node_size = g.node_size as u32;
-    meta.nodes_per_page = g.nodes_per_page as u32;
-    meta.pages_per_node = g.pages_per_node as u32;
-    meta.upper_size = g.upper_size as u32;
-    meta.uppers_per_page = g.uppers_per_page as u32;
-}
-
-/// Writes `meta` into a metapage image.
-pub fn put_meta(page: &mut [u8], meta: &Meta) {
-    *layout::read_mut::<Meta>(layout::payload_mut(page), 0) = *meta;
-    layout::set_pd_lower(page, std::mem::size_of::<Meta>());
-}
-
-/// Reads and checks the metapage.
-pub fn read_meta(rel: Index) -> SqlResult<Meta> {
-    let page = PageRead::new(rel, META_BLOCK);
-    let meta = *layout::read::<Meta>(layout::payload(page.bytes()), 0);
-    if meta.magic != MAGIC {
-        return Err(SqlError::internal(
-            "vhnsw metapage is corrupt (bad magic number)",
-        ));
-    }
-    if meta.version != LAYOUT_VERSION {
-        return Err(SqlError::internal(format!(
-            "vhnsw index has layout version {}, this vdb reads version {LAYOUT_VERSION}",
-            meta.version
-        ))
-        .with_detail("REINDEX the index."));
-    }
-    Ok(meta)
-}
-
-fn params_of(meta: &Meta) -> SqlResult<Params> {
-    let metric = Metric::from_code(meta.metric)
-        .ok_or_else(|| SqlError::internal("vhnsw metapage has an unknown metric"))?;
-    Ok(Params {
-        metric,
-        m: usize::from(meta.m),
-        ef_construction: usize::from(meta.ef_construction),
-    })
-}
-
-/// The two arrays of fixed-size slots that grow by extents.
-#[derive(Debug, Clone, Copy)]
-enum Region {
-    Nodes,
-    Uppers,
-}
+/// Longest chain of overflow pages a node can have (each holds
+/// [`OVERFLOW_TIDS`] TIDs; a heap has at most 2^48 rows): a longer one is
+/// a loop in a corrupt index, reported instead of followed forever.
+pub const MAX_CHAIN: usize = 1 << 24;
 
 /// One node's heap TIDs and the generation of its slot.
 #[derive(Debug, Clone, Default)]
@@ -109,22 +34,15 @@ pub struct NodeTids {
     pub tids: Vec<Tid>,
 }
 
-/// Bytes the vectors cached by a write operation may take:
-/// `maintenance_work_mem`.
-fn cache_budget() -> usize {
-    // SAFETY: a plain global setting, in kilobytes.
-    unsafe { pgrx::pg_sys::maintenance_work_mem }.max(0) as usize * 1024
-}
-
 /// A snapshot of the index's shape plus page access.
 pub struct PageGraph {
-    rel: Index,
+    pub(super) rel: Index,
     pub meta: Meta,
     pub geometry: Geometry,
-    params: Params,
+    pub(super) params: Params,
     /// Vectors read during a write operation; a live slot's vector never
     /// changes, and the graph lock keeps slots from being reused meanwhile.
-    cache: Option<RefCell<VectorCache>>,
+    pub(super) cache: Option<RefCell<VectorCache>>,
 }
 
 impl PageGraph {
@@ -138,16 +56,6 @@ impl PageGraph {
             meta,
             cache: None,
         })
-    }
-
-    /// Opens the index for changes; the caller holds the graph lock.
-    pub fn open_for_write(rel: Index) -> SqlResult<PageGraph> {
-        let mut g = Self::open(rel)?;
-        g.cache = Some(RefCell::new(VectorCache::with_budget(
-            g.dims().max(1),
-            cache_budget(),
-        )));
-        Ok(g)
     }
 
     pub fn rel(&self) -> Index {
@@ -173,10 +81,20 @@ impl PageGraph {
         )
     }
 
-    pub fn upper_location(&self, slot: u32) -> (Block, usize) {
+    /// Block and offset of upper slot `slot`, if this snapshot knows its
+    /// extent: a slot handed out after the snapshot (to a node that reused
+    /// a freed slot, say) may lie in an extent added since.
+    pub fn upper_location(&self, slot: u32) -> Option<(Block, usize)> {
+        if slot >= self.meta.upper_count {
+            return None;
+        }
         let (page, offset) = self.geometry.upper_page(slot);
         let (k, i) = extent_of(self.meta.upper_base_units, page);
-        (self.meta.upper_extents[k] + i, offset)
+        if k >= self.meta.upper_extent_count as usize {
+            return None;
+        }
+        let first = *self.meta.upper_extents.get(k)?;
+        (first != INVALID_BLOCK).then_some((first + i, offset))
     }
 
     /// Runs `f` on the first page of `node`'s slot (share-locked):
@@ -233,9 +151,26 @@ impl PageGraph {
 
     /// `node`'s heap TIDs (inline and in overflow pages).
     pub fn tids(&self, node: NodeId) -> NodeTids {
+        self.try_tids(node)
+            .unwrap_or_else(|e| crate::fmgr::raise(e))
+    }
+
+    /// `node`'s heap TIDs, or an error if its overflow chain is corrupt.
+    pub fn try_tids(&self, node: NodeId) -> SqlResult<NodeTids> {
         let (mut out, mut next) = self.with_slot(node, |_, h| {
             let tids = h.tids[..usize::from(h.ntids).min(INLINE_TIDS)].to_vec();
             let deleted = h.flags & NODE_DELETED != 0 || h.flags & NODE_IN_USE == 0;
+            if h.flags & NODE_IN_USE == 0 {
+                // A free slot has no rows; its `overflow` links the free list.
+                return (
+                    NodeTids {
+                        generation: h.generation,
+                        deleted,
+                        tids: Vec::new(),
+                    },
+                    INVALID_BLOCK,
+                );
+            }
             (
                 NodeTids {
                     generation: h.generation,
@@ -245,7 +180,15 @@ impl PageGraph {
                 h.overflow,
             )
         });
+        let mut pages = 0;
         while next != INVALID_BLOCK {
+            pages += 1;
+            if pages > MAX_CHAIN {
+                return Err(chain_error("overflow chain", node));
+            }
+            if pages.is_multiple_of(64) {
+                pgrx::check_for_interrupts!();
+            }
             let page = PageRead::new(self.rel, next);
             let payload = layout::payload(page.bytes());
             let count = layout::read::<OverflowHeader>(payload, 0).count as usize;
@@ -253,7 +196,7 @@ impl PageGraph {
                 .extend_from_slice(layout::slice::<Tid>(payload, 4, count.min(OVERFLOW_TIDS)));
             next = layout::opaque(page.bytes()).next;
         }
-        out
+        Ok(out)
     }
 
     /// `node`'s TIDs, if its slot still holds the vector a search measured
@@ -266,421 +209,15 @@ impl PageGraph {
     ) -> Option<NodeTids> {
         (self.distance(query, c.node) == c.distance).then(|| self.tids(c.node))
     }
+}
 
-    /// Writes the metapage (in `batch`, or in a record of its own). The
-    /// graph's fields come from this copy (only the graph-lock holder
-    /// changes them); the pending list's fields are kept as they are on
-    /// the page, since appenders change them without that lock.
-    fn put_meta_in(&self, batch: &mut WalBatch) {
-        let i = batch.page(META_BLOCK, None);
-        let current = *layout::read::<Meta>(layout::payload(batch.bytes(i)), 0);
-        let mut meta = self.meta;
-        meta.pending_head = current.pending_head;
-        meta.pending_tail = current.pending_tail;
-        meta.pending_free = current.pending_free;
-        meta.next_pending_seq = current.next_pending_seq;
-        meta.pending_head_seq = current.pending_head_seq;
-        meta.pending_done = current.pending_done;
-        put_meta(batch.bytes_mut(i), &meta);
-    }
-
-    fn write_meta(&self) {
-        let mut batch = WalBatch::start(self.rel);
-        self.put_meta_in(&mut batch);
-        batch.commit();
-    }
-
-    /// Makes sure `region` has room for its unit `unit`, adding extents.
-    fn reserve(&mut self, region: Region, unit: u32) -> SqlResult<()> {
-        let (base, pages_per_unit, kind, limit) = match region {
-            Region::Nodes => (
-                self.meta.node_base_units,
-                self.geometry.pages_per_node as u32,
-                PageKind::Node,
-                NODE_EXTENTS,
-            ),
-            Region::Uppers => (
-                self.meta.upper_base_units,
-                1,
-                PageKind::Upper,
-                UPPER_EXTENTS,
-            ),
-        };
-        let (needed, _) = extent_of(base, unit);
-        loop {
-            let (extents, count) = match region {
-                Region::Nodes => (
-                    &mut self.meta.node_extents[..],
-                    &mut self.meta.node_extent_count,
-                ),
-                Region::Uppers => (
-                    &mut self.meta.upper_extents[..],
-                    &mut self.meta.upper_extent_count,
-                ),
-            };
-            let e = *count as usize;
-            if e > needed {
-                return Ok(());
-            }
-            if e >= limit {
-                return Err(SqlError::new(
-                    crate::error::SqlState::ProgramLimitExceeded,
-                    "vhnsw index is full",
-                )
-                .with_detail("REINDEX to rebuild it with larger base extents."));
-            }
-            let pages = extent_units(base, e) * pages_per_unit;
-            extents[e] = Self::add_extent(self.rel, pages, kind);
-            *count += 1;
-            self.write_meta();
-        }
-    }
-
-    /// Extends the relation by a contiguous extent of `pages` pages and
-    /// WAL-logs its last page, so that replay recreates the file up to the
-    /// extent's end and later extensions cannot land inside it. Returns the
-    /// first block (or `INVALID_BLOCK` for an empty extent).
-    fn add_extent(rel: Index, pages: u32, kind: PageKind) -> Block {
-        if pages == 0 {
-            return INVALID_BLOCK;
-        }
-        let first = buffer::extend(rel, pages);
-        let mut batch = WalBatch::start(rel);
-        batch.page(first + pages - 1, Some(kind));
-        batch.commit();
-        first
-    }
-
-    /// Allocates a single loose page (overflow chain) at the end of the
-    /// relation, initialised in `batch`; returns its block and batch index.
-    fn new_loose_page(&self, batch: &mut WalBatch, kind: PageKind) -> (Block, usize) {
-        let block = buffer::extend(self.rel, 1);
-        (block, batch.page(block, Some(kind)))
-    }
-
-    /// Creates a node for `point` with heap TIDs `tids` and the neighbour
-    /// lists of `plan`, and publishes it. Returns its id.
-    pub fn add_node(
-        &mut self,
-        point: &Point,
-        tids: &[Tid],
-        plan: &Plan,
-        merged: Option<EntryRef>,
-    ) -> SqlResult<NodeId> {
-        let g = self.geometry;
-        // A freed slot first (VACUUM unlinked it), else the next new one.
-        let (node, generation, reused) = if self.meta.free_node != NO_NODE {
-            let free = self.meta.free_node;
-            let header = self.header(free);
-            self.meta.free_node = header.upper_first;
-            self.meta.free_nodes = self.meta.free_nodes.saturating_sub(1);
-            (free, header.generation.wrapping_add(1), true)
-        } else {
-            (self.meta.node_count, 0, false)
-        };
-        let level = plan.level;
-        let upper_first = self.meta.upper_count;
-        self.reserve(Region::Nodes, self.geometry.node_unit(node).0)?;
-        if level > 0 {
-            let last_upper = upper_first + u32::from(level) - 1;
-            self.reserve(Region::Uppers, self.geometry.upper_page(last_upper).0)?;
-        }
-
-        // TIDs beyond the inline ones go to a fresh overflow chain.
-        let mut overflow = INVALID_BLOCK;
-        for chunk in tids
-            .get(INLINE_TIDS..)
-            .unwrap_or_default()
-            .chunks(OVERFLOW_TIDS)
-            .rev()
-        {
-            let mut batch = WalBatch::start(self.rel);
-            let (block, i) = self.new_loose_page(&mut batch, PageKind::Overflow);
-            write_overflow(batch.bytes_mut(i), chunk, overflow);
-            batch.commit();
-            overflow = block;
-        }
-
-        let mut slot = encode_slot(
-            &g,
-            point,
-            tids,
-            level,
-            if level > 0 { upper_first } else { 0 },
-            overflow,
-            &plan.lists[0],
-        );
-        layout::read_mut::<NodeHeader>(&mut slot, 0).generation = generation;
-
-        // Pages to write: upper slots, then the slot itself (maybe spanning).
-        let mut writes: Vec<(Block, PageKind, usize, Vec<u8>)> = Vec::new();
-        for l in 1..=level {
-            let (block, offset) = self.upper_location(upper_first + u32::from(l) - 1);
-            writes.push((
-                block,
-                PageKind::Upper,
-                offset,
-                encode_upper(&g, &plan.lists[usize::from(l)]),
-            ));
-        }
-        let (first, offset) = self.node_location(node);
-        for (i, chunk) in slot.chunks(PAYLOAD - offset.min(PAYLOAD)).enumerate() {
-            writes.push((
-                first + i as u32,
-                PageKind::Node,
-                if i == 0 { offset } else { 0 },
-                chunk.to_vec(),
-            ));
-        }
-
-        // Publish: node count, upper count and maybe the entry point; the
-        // same record flags the pending entry merged.
-        if !reused {
-            self.meta.node_count += 1;
-        }
-        self.meta.upper_count += u32::from(level);
-        if self.meta.entry_node == NO_NODE || u32::from(level) > self.meta.entry_level {
-            self.meta.entry_node = node;
-            self.meta.entry_level = u32::from(level);
-        }
-        // Until link-back is done, a crash would leave the node without
-        // incoming links: the next writer finishes it.
-        self.meta.linking = node;
-        self.apply_then_publish(&writes, merged);
-        if let Some(c) = &self.cache {
-            c.borrow_mut().insert(node, &point.vec, point.aux);
-        }
-        Ok(node)
-    }
-
-    /// Applies byte patches to pages, several pages per WAL record, the
-    /// last record also carrying the metapage and flagging the pending
-    /// entry `merged` (pending page after the data pages, metapage last:
-    /// the lock order appenders also follow).
-    fn apply_then_publish(
-        &self,
-        writes: &[(Block, PageKind, usize, Vec<u8>)],
-        merged: Option<EntryRef>,
-    ) {
-        let mut blocks: Vec<Block> = writes.iter().map(|w| w.0).collect();
-        blocks.dedup();
-        // Records of up to 4 pages; the last keeps places for the pending
-        // page and the metapage.
-        let reserved = 1 + usize::from(merged.is_some());
-        let (head, tail) = blocks.split_at(blocks.len().saturating_sub(MAX_BATCH_PAGES - reserved));
-        let mut groups: Vec<&[Block]> = head.chunks(MAX_BATCH_PAGES).collect();
-        groups.push(tail);
-        let last = groups.len() - 1;
-        for (gi, group) in groups.iter().enumerate() {
-            let mut batch = WalBatch::start(self.rel);
-            for &block in group.iter() {
-                let kind = writes
-                    .iter()
-                    .find(|w| w.0 == block)
-                    .map_or(PageKind::Node, |w| w.1);
-                let i = batch.page_init_if_new(block, kind);
-                for (_, _, offset, bytes) in writes.iter().filter(|w| w.0 == block) {
-                    let start = PAGE_HEADER + offset;
-                    batch.bytes_mut(i)[start..start + bytes.len()].copy_from_slice(bytes);
-                }
-            }
-            if gi == last {
-                if let Some(at) = merged {
-                    pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
-                }
-                self.put_meta_in(&mut batch);
-            }
-            batch.commit();
-        }
-    }
-
-    /// Adds a heap TID to an existing node (an identical vector), flagging
-    /// the pending entry `merged` in the same record.
-    pub fn add_tid(&self, node: NodeId, tid: Tid, merged: Option<EntryRef>) {
-        let (block, offset) = self.node_location(node);
-        let mut batch = WalBatch::start(self.rel);
-        let dims = self.dims();
-        let finish = |mut batch: WalBatch| {
-            if let Some(at) = merged {
-                pending::mark(&mut batch, at, dims, PENDING_MERGED);
-            }
-            batch.commit();
-        };
-        let i = batch.page(block, None);
-        let header = *layout::read::<NodeHeader>(&layout::payload(batch.bytes(i))[offset..], 0);
-        if usize::from(header.ntids) < INLINE_TIDS {
-            let h = layout::read_mut::<NodeHeader>(
-                &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
-                0,
-            );
-            h.tids[usize::from(h.ntids)] = tid;
-            h.ntids += 1;
-            h.flags &= !NODE_DELETED;
-            finish(batch);
-            return;
-        }
-        // The head of the overflow chain takes it if it has room; otherwise
-        // a new page becomes the head.
-        if header.overflow != INVALID_BLOCK {
-            let j = batch.page(header.overflow, None);
-            let payload = layout::payload_mut(batch.bytes_mut(j));
-            let count = layout::read::<OverflowHeader>(payload, 0).count as usize;
-            if count < OVERFLOW_TIDS {
-                layout::slice_mut::<Tid>(payload, 4, count + 1)[count] = tid;
-                layout::read_mut::<OverflowHeader>(payload, 0).count += 1;
-                let h = layout::read_mut::<NodeHeader>(
-                    &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
-                    0,
-                );
-                h.flags &= !NODE_DELETED;
-                finish(batch);
-                return;
-            }
-        }
-        let (new_block, j) = self.new_loose_page(&mut batch, PageKind::Overflow);
-        write_overflow(batch.bytes_mut(j), &[tid], header.overflow);
-        let h = layout::read_mut::<NodeHeader>(
-            &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
-            0,
-        );
-        h.overflow = new_block;
-        h.flags &= !NODE_DELETED;
-        finish(batch);
-    }
-
-    /// Replaces `node`'s heap TIDs with `live` (a subset of its current
-    /// ones, so they fit the pages it already has); a node left without
-    /// TIDs is flagged deleted. Returns whether the node was newly deleted.
-    pub fn set_tids(&mut self, node: NodeId, live: &[Tid]) -> bool {
-        let (block, offset) = self.node_location(node);
-        let header = self.header(node);
-        let mut chain = Vec::new();
-        let mut next = header.overflow;
-        while next != INVALID_BLOCK {
-            chain.push(next);
-            next = layout::opaque(PageRead::new(self.rel, next).bytes()).next;
-        }
-        let newly_deleted = live.is_empty() && header.flags & NODE_DELETED == 0;
-        let (inline, mut rest) = live.split_at(live.len().min(INLINE_TIDS));
-        let mut batch = WalBatch::start(self.rel);
-        let i = batch.page(block, None);
-        let h = layout::read_mut::<NodeHeader>(
-            &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
-            0,
-        );
-        h.tids = [Tid::default(); INLINE_TIDS];
-        h.tids[..inline.len()].copy_from_slice(inline);
-        h.ntids = inline.len() as u16;
-        if live.is_empty() {
-            h.flags |= NODE_DELETED;
-        }
-        for page in chain {
-            if batch_full(&batch) {
-                batch.commit();
-                batch = WalBatch::start(self.rel);
-            }
-            let take = rest.len().min(OVERFLOW_TIDS);
-            let j = batch.page(page, None);
-            let payload = layout::payload_mut(batch.bytes_mut(j));
-            layout::read_mut::<OverflowHeader>(payload, 0).count = take as u32;
-            layout::slice_mut::<Tid>(payload, 4, take).copy_from_slice(&rest[..take]);
-            rest = &rest[take..];
-        }
-        batch.commit();
-        if newly_deleted {
-            self.meta.deleted_nodes += 1;
-        }
-        newly_deleted
-    }
-
-    /// Unlinks the nodes VACUUM left without rows and frees their slots
-    /// for reuse. Every list pointing to such a node is redone
-    /// ([`vdb_core::hnsw::repair::repair_removed`]), so the graph keeps its
-    /// connections; a removed entry point is replaced by the highest live
-    /// node. Returns the slots freed.
-    pub fn repair_deleted(&mut self) -> usize {
-        let n = self.node_count();
-        let mut gone = vec![false; n as usize];
-        let mut live_top: Option<(u8, NodeId)> = None;
-        for node in 0..n {
-            let h = self.header(node);
-            if h.flags & NODE_IN_USE == 0 {
-                continue;
-            }
-            if h.flags & NODE_DELETED != 0 {
-                gone[node as usize] = true;
-            } else if live_top.is_none_or(|(level, _)| h.level > level) {
-                live_top = Some((h.level, node));
-            }
-        }
-        let freed: Vec<NodeId> = (0..n).filter(|&i| gone[i as usize]).collect();
-        if freed.is_empty() {
-            return 0;
-        }
-        let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
-        vdb_core::hnsw::repair::repair_removed(
-            &*self,
-            n,
-            &|node| self.header(node).level,
-            &|node| self.load(node),
-            &|node| is_gone(node) || self.header(node).flags & NODE_IN_USE == 0,
-            &mut |node| {
-                if node % 256 == 0 {
-                    pgrx::check_for_interrupts!();
-                }
-            },
-        );
-        if self.meta.entry_node != NO_NODE && is_gone(self.meta.entry_node) {
-            (self.meta.entry_node, self.meta.entry_level) =
-                live_top.map_or((NO_NODE, 0), |(l, node)| (node, u32::from(l)));
-        }
-        // Nothing points to them now: onto the free list.
-        for &node in &freed {
-            let (block, offset) = self.node_location(node);
-            let mut batch = WalBatch::start(self.rel);
-            let i = batch.page(block, None);
-            let h = layout::read_mut::<NodeHeader>(
-                &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
-                0,
-            );
-            h.flags = NODE_FREE;
-            h.level = 0;
-            h.n0 = 0;
-            h.ntids = 0;
-            h.overflow = INVALID_BLOCK;
-            h.upper_first = self.meta.free_node;
-            batch.commit();
-            self.meta.free_node = node;
-            self.meta.free_nodes += 1;
-            self.meta.deleted_nodes = self.meta.deleted_nodes.saturating_sub(1);
-        }
-        self.write_meta();
-        freed.len()
-    }
-
-    /// Sets the entry point (after the old one was deleted, say).
-    pub fn set_entry(&mut self, entry: Option<Entry>) {
-        (self.meta.entry_node, self.meta.entry_level) = match entry {
-            Some(e) => (e.node, u32::from(e.level)),
-            None => (NO_NODE, 0),
-        };
-        self.write_meta();
-    }
-
-    /// Records the dimension count of an index built before it was known.
-    pub fn fix_dims(&mut self, dims: usize) {
-        set_dims(&mut self.meta, dims);
-        self.geometry = Geometry::from_meta(&self.meta);
-        if self.cache.is_some() {
-            self.cache = Some(RefCell::new(VectorCache::with_budget(dims, cache_budget())));
-        }
-        self.write_meta();
-    }
-
-    /// Rewrites the metapage from the in-memory copy.
-    pub fn flush_meta(&self) {
-        self.write_meta();
-    }
+/// The error for an on-disk chain longer than any sound index has.
+pub fn chain_error(what: &str, at: u32) -> SqlError {
+    SqlError::new(
+        crate::error::SqlState::IndexCorrupted,
+        format!("vhnsw index is corrupt: the {what} of {at} does not end"),
+    )
+    .with_detail("REINDEX the index.")
 }
 
 /// The bytes of a node slot.
@@ -719,10 +256,6 @@ pub fn encode_upper(g: &Geometry, list: &[NodeId]) -> Vec<u8> {
     bytes[..2].copy_from_slice(&(list.len() as u16).to_ne_bytes());
     layout::slice_mut::<u32>(&mut bytes, 4, list.len()).copy_from_slice(list);
     bytes
-}
-
-fn batch_full(batch: &WalBatch) -> bool {
-    batch.len() == MAX_BATCH_PAGES
 }
 
 /// Fills an overflow page with `tids`, chained to `next`.
@@ -877,42 +410,12 @@ impl GraphStore for PageGraph {
             }
             Some(h.upper_first + u32::from(level) - 1)
         });
-        if let Some(slot) = upper {
-            let (block, offset) = self.upper_location(slot);
+        if let Some((block, offset)) = upper.and_then(|slot| self.upper_location(slot)) {
             let page = PageRead::new(self.rel, block);
             let bytes = &layout::payload(page.bytes())[offset..offset + g.upper_size];
             let n = usize::from(u16::from_ne_bytes([bytes[0], bytes[1]])).min(g.m);
             out.extend_from_slice(layout::slice::<u32>(bytes, 4, n));
         }
         out.retain(|&n| n < self.meta.node_count);
-    }
-}
-
-impl GraphWrite for PageGraph {
-    fn update_neighbors(&self, node: NodeId, level: u8, update: &mut dyn FnMut(&mut Vec<NodeId>)) {
-        let mut list = Vec::new();
-        self.neighbors(node, level, &mut list);
-        let before = list.clone();
-        update(&mut list);
-        if list == before {
-            return;
-        }
-        let g = self.geometry;
-        let mut batch = WalBatch::start(self.rel);
-        if level == 0 {
-            let (block, offset) = self.node_location(node);
-            let i = batch.page(block, None);
-            let slot = &mut layout::payload_mut(batch.bytes_mut(i))[offset..];
-            layout::slice_mut::<u32>(slot, g.neighbors_offset(), list.len()).copy_from_slice(&list);
-            layout::read_mut::<NodeHeader>(slot, 0).n0 = list.len() as u16;
-        } else {
-            let upper_first = self.header(node).upper_first;
-            let (block, offset) = self.upper_location(upper_first + u32::from(level) - 1);
-            let i = batch.page(block, None);
-            let bytes = &mut layout::payload_mut(batch.bytes_mut(i))[offset..];
-            bytes[..2].copy_from_slice(&(list.len() as u16).to_ne_bytes());
-            layout::slice_mut::<u32>(bytes, 4, list.len()).copy_from_slice(&list);
-        }
-        batch.commit();
     }
 }

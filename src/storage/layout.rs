@@ -35,7 +35,11 @@
 //! recycled; the metapage records the head page's sequence number so a
 //! reader can tell when the list moved under it. Freed node slots (deleted
 //! rows, after VACUUM repaired every link to them) are chained through
-//! `upper_first` from `Meta::free_node` and reused by later merges.
+//! `overflow` from `Meta::free_node` and reused by later merges; a freed
+//! slot keeps its `level` and `upper_first`, so a node of that level or
+//! lower reuses its upper slots too. The order of WAL records of every
+//! write, and why a crash between any two leaves a sound index, is in
+//! [`super::writer`].
 //!
 //! **Why this layout.** A node id is a dense `u32`. Its page and byte
 //! offset follow by arithmetic: `node / nodes_per_page` is its unit in the
@@ -45,7 +49,9 @@
 //! (copied once per scan), never a per-node lookup. `CREATE INDEX` writes
 //! the region as one extent of exactly the size it needs (`base_units`), so
 //! a fresh index has no empty pages; inserts after that grow the region by
-//! extents of 1, 2, 4, ... up to 8,192 units (64 MiB of one-page units),
+//! extents of 1, 2, 4, ... 8,192 units (64 MiB of one-page units), then
+//! extents that double every 32 (so the index is limited by the relation's
+//! 2^32 blocks, not by the extent tables),
 //! without moving anything.
 //!
 //! **What a search reads per hop**: the current node's slot (one page) for
@@ -71,7 +77,10 @@ pub const SPECIAL: usize = std::mem::size_of::<PageOpaque>();
 pub const PAYLOAD: usize = BLCKSZ - PAGE_HEADER - SPECIAL;
 
 pub const MAGIC: u32 = 0x5648_4e57; // "VHNW"
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2: growth extents past the 46th double every 32 extents (no cap on
+/// the index's size); a free node slot keeps its level and upper slots
+/// and chains the free list through `overflow`.
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub const META_BLOCK: u32 = 0;
 pub const INVALID_BLOCK: u32 = u32::MAX;
@@ -80,8 +89,16 @@ pub const NO_NODE: u32 = u32::MAX;
 /// Extent table sizes (in the metapage).
 pub const NODE_EXTENTS: usize = 1500;
 pub const UPPER_EXTENTS: usize = 500;
-/// Largest extent, in units.
+/// Size of the growth extents 15 to 46, in units; later ones double every
+/// [`EXTENTS_PER_DOUBLING`] extents, so an extent never exceeds a small
+/// fraction of what the index already holds, and the extent tables reach
+/// past the 2^32 blocks a relation can have.
 pub const MAX_EXTENT_UNITS: u32 = 1 << 13;
+pub const EXTENTS_PER_DOUBLING: usize = 32;
+/// Growth extents 1..=14 hold 2^14 − 1 units between them.
+const GEOMETRIC: u32 = (1 << 14) - 1;
+/// Doublings after which extents stop growing (8192 · 2^18 = 2^31 units).
+const MAX_DOUBLINGS: usize = 18;
 
 /// Heap TIDs kept in the node slot itself.
 pub const INLINE_TIDS: usize = 2;
@@ -140,7 +157,7 @@ pub struct Meta {
     pub pending_tail: u32,
     /// Recycled pending pages, chained through `PageOpaque::next`.
     pub pending_free: u32,
-    /// Freed node slots, chained through `NodeHeader::upper_first`.
+    /// Freed node slots, chained through `NodeHeader::overflow`.
     pub free_node: u32,
     /// Units in node extent 0 (written whole by CREATE INDEX).
     pub node_base_units: u32,
@@ -276,7 +293,7 @@ pub fn pending_per_page(dims: usize) -> usize {
     (PAYLOAD - PENDING_HEADER) / pending_entry_size(dims)
 }
 
-/// `NodeHeader::flags`: the slot is on the free list.
+/// `NodeHeader::flags`: the slot is on the free list (no other flag set).
 pub const NODE_FREE: u8 = 4;
 
 /// Sizes derived from dimensions and `m`; fixed for the life of an index.
@@ -360,12 +377,12 @@ impl Geometry {
 }
 
 /// Units in extent `k` of a region whose extent 0 holds `base` units:
-/// then 1, 2, 4, ... doubling up to [`MAX_EXTENT_UNITS`].
+/// then 1, 2, 4, ... 8,192, then 32 extents of 8,192, 32 of 16,384, ...
 pub fn extent_units(base: u32, k: usize) -> u32 {
-    if k == 0 {
-        base
-    } else {
-        1u32 << (k - 1).min(13)
+    match k {
+        0 => base,
+        1..=14 => 1u32 << (k - 1),
+        _ => MAX_EXTENT_UNITS << ((k - 15) / EXTENTS_PER_DOUBLING).min(MAX_DOUBLINGS),
     }
 }
 
@@ -375,18 +392,26 @@ pub fn extent_of(base: u32, unit: u32) -> (usize, u32) {
         return (0, unit);
     }
     let unit = unit - base;
-    // Growth extents 1..=14 hold 2^14 − 1 units between them, then 2^13 each.
-    const GEOMETRIC: u32 = (1 << 14) - 1;
     if unit < GEOMETRIC {
         let k = (u32::BITS - 1 - (unit + 1).leading_zeros()) as usize;
-        (k + 1, unit - ((1 << k) - 1))
-    } else {
-        let rest = unit - GEOMETRIC;
-        (
-            15 + (rest / MAX_EXTENT_UNITS) as usize,
-            rest % MAX_EXTENT_UNITS,
-        )
+        return (k + 1, unit - ((1 << k) - 1));
     }
+    let mut rest = u64::from(unit - GEOMETRIC);
+    let mut first = 15;
+    for doubling in 0..=MAX_DOUBLINGS {
+        let size = u64::from(MAX_EXTENT_UNITS << doubling);
+        let group = if doubling == MAX_DOUBLINGS {
+            u64::MAX
+        } else {
+            size * EXTENTS_PER_DOUBLING as u64
+        };
+        if rest < group {
+            return (first + (rest / size) as usize, (rest % size) as u32);
+        }
+        rest -= group;
+        first += EXTENTS_PER_DOUBLING;
+    }
+    unreachable!("the last group is unbounded")
 }
 
 /// Reads a `T` at `offset` of `bytes` (panics if out of range or misaligned,
@@ -483,13 +508,44 @@ mod tests {
     }
 
     #[test]
-    fn meta_fits_and_capacity_is_large() {
+    fn meta_fits_and_capacity_is_unbounded() {
         assert!(std::mem::size_of::<Meta>() <= PAYLOAD);
-        let units: u64 = (1..NODE_EXTENTS)
-            .map(|k| u64::from(extent_units(0, k)))
-            .sum();
-        // Room to grow by at least 10 million slots after a build, even for
-        // vectors spanning pages.
-        assert!(units > 10_000_000, "{units}");
+        // Growth is bounded by the relation (2^32 blocks), not by the
+        // extent tables: before layout 2 they capped an index at about 12
+        // million new slots ("index is full").
+        for (extents, pages_per_unit) in
+            [(NODE_EXTENTS, 1u64), (NODE_EXTENTS, 8), (UPPER_EXTENTS, 1)]
+        {
+            let pages: u64 = (1..extents)
+                .map(|k| u64::from(extent_units(0, k)) * pages_per_unit)
+                .sum();
+            assert!(pages >= 1 << 32, "{extents} extents hold {pages} pages");
+        }
+        // No extent is more than a few percent of what precedes it, once
+        // the geometric start is past.
+        let mut before = 0u64;
+        for k in 1..NODE_EXTENTS {
+            let size = u64::from(extent_units(0, k));
+            if k > 24 {
+                assert!(size * 8 <= before, "extent {k}: {size} after {before}");
+            }
+            before += size;
+        }
+    }
+
+    #[test]
+    fn extent_of_agrees_with_extent_units_far_out() {
+        let mut start = 0u64;
+        for k in 1..NODE_EXTENTS {
+            let size = u64::from(extent_units(0, k));
+            for unit in [start, start + size / 2, start + size - 1] {
+                if unit > u64::from(u32::MAX) {
+                    return;
+                }
+                let (e, i) = extent_of(0, unit as u32);
+                assert_eq!((e, u64::from(i)), (k, unit - start), "unit {unit}");
+            }
+            start += size;
+        }
     }
 }

@@ -1,10 +1,16 @@
 //! How a `vhnsw` index is stored: the page layout ([`layout`]), guarded
-//! buffer access with WAL ([`buffer`]), and the graph over pages ([`graph`]).
+//! buffer access with WAL ([`buffer`]), the metapage ([`meta`]), the graph
+//! over pages ([`graph`], read side), its one writer ([`writer`], with the
+//! crash-ordering rules) and allocation ([`alloc`]), and the pending list
+//! ([`pending`]).
 
+mod alloc;
 pub mod buffer;
 pub mod graph;
 pub mod layout;
+pub mod meta;
 pub mod pending;
+pub mod writer;
 
 use pgrx::pg_sys;
 

@@ -7,14 +7,20 @@
 //! new page. Readers hold one share lock at a time.
 
 use super::buffer::{self, Block, PageRead, WalBatch};
-use super::graph::{put_meta, read_meta};
+use super::graph::chain_error;
 use super::layout::{
     self, pending_entry_size, pending_per_page, Meta, PageKind, PendingEntry, PendingHeader, Tid,
     INVALID_BLOCK, META_BLOCK, PENDING_DEAD, PENDING_ENTRY, PENDING_HEADER, PENDING_MERGED,
 };
+use super::meta::{put_meta, read_meta};
 use super::Index;
 use crate::error::SqlResult;
 use vdb_core::hnsw::Point;
+
+/// Times a reader starts over because the list moved under it before it
+/// gives up: far more than merges can cause, so only a corrupt list (whose
+/// sequence numbers never match) gets there.
+const MAX_RESTARTS: usize = 10_000;
 
 /// Where an entry lives: its page and its index in the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,7 +101,8 @@ fn take_page(rel: Index, meta: &mut Meta) -> Block {
 pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
     let dims = point.vec.len();
     let per_page = pending_per_page(dims);
-    loop {
+    for _ in 0..MAX_RESTARTS {
+        pgrx::check_for_interrupts!();
         let meta = read_meta(rel)?;
         if meta.pending_tail == INVALID_BLOCK {
             // Empty list: lock the metapage first (the new page is ours).
@@ -167,6 +174,7 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
             estimate: estimate(&meta),
         });
     }
+    Err(chain_error("pending list", META_BLOCK))
 }
 
 /// Calls `f(entry, tid, vector, aux, flags)` for every entry of the list,
@@ -178,11 +186,33 @@ pub fn for_each(
     dims: usize,
     mut f: impl FnMut(EntryRef, Tid, &[f32], f32, u16),
 ) -> SqlResult<()> {
+    let mut restarts = 0;
     'restart: loop {
+        restarts += 1;
+        if restarts > MAX_RESTARTS {
+            return Err(chain_error("pending list", META_BLOCK));
+        }
+        pgrx::check_for_interrupts!();
         let meta = read_meta(rel)?;
         let mut block = meta.pending_head;
         let mut seq = meta.pending_head_seq;
+        // A list longer than the relation loops: a corrupt index.
+        let mut budget = buffer::block_count(rel);
+        let mut walked: u32 = 0;
         while block != INVALID_BLOCK {
+            if budget == 0 {
+                // Appenders may have added pages since: only a walk longer
+                // than the relation is now is a loop.
+                budget = buffer::block_count(rel).saturating_sub(walked);
+                if budget == 0 {
+                    return Err(chain_error("pending list", META_BLOCK));
+                }
+            }
+            budget -= 1;
+            walked += 1;
+            if budget.is_multiple_of(64) {
+                pgrx::check_for_interrupts!();
+            }
             let page = PageRead::new(rel, block);
             let bytes = page.bytes();
             let header = *layout::read::<PendingHeader>(layout::payload(bytes), 0);
@@ -284,6 +314,7 @@ pub fn add_done(rel: Index, n: usize) {
 pub fn recycle_head(rel: Index) -> SqlResult<usize> {
     let mut freed = 0;
     loop {
+        pgrx::check_for_interrupts!();
         let meta = read_meta(rel)?;
         let head = meta.pending_head;
         if head == INVALID_BLOCK || head == meta.pending_tail {

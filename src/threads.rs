@@ -5,7 +5,7 @@
 //! compute on copied-out data and never call a Postgres function.
 
 use rayon::prelude::*;
-use std::sync::OnceLock;
+use std::cell::OnceCell;
 use vdb_core::hnsw::insert::Reselect;
 use vdb_core::hnsw::{Metric, NodeId};
 
@@ -41,32 +41,43 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The process's pool for merge work, created on first use (`None` if
-/// its threads could not be started: the work then runs serially).
-fn merge_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let _blocked = SignalsBlocked::block();
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(cores())
-            .thread_name(|i| format!("vhnsw-merge-{i}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
-}
-
 /// Fewer full lists than this are re-selected on the calling thread: the
 /// hand-off would cost more than it saves.
 const PARALLEL_MIN_JOBS: usize = 8;
 
-/// Re-selects full neighbour lists, on all cores when there are enough.
-/// A panic in a job reaches the caller's thread (and becomes an ERROR).
-pub fn reselect(work: &[Reselect], metric: Metric) -> Vec<Vec<NodeId>> {
-    match merge_pool() {
-        Some(pool) if work.len() >= PARALLEL_MIN_JOBS && cores() > 1 => {
-            pool.install(|| work.par_iter().map(|w| w.run(metric)).collect())
+/// Threads for the distance work of one write operation (a merge batch, a
+/// VACUUM), started on first use and ended when the operation drops it:
+/// a backend keeps no threads between operations.
+#[derive(Default)]
+pub struct WorkPool {
+    pool: OnceCell<Option<rayon::ThreadPool>>,
+}
+
+impl WorkPool {
+    /// The pool (`None` if its threads could not be started: the work
+    /// then runs serially).
+    fn get(&self) -> Option<&rayon::ThreadPool> {
+        self.pool
+            .get_or_init(|| {
+                let _blocked = SignalsBlocked::block();
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(cores())
+                    .thread_name(|i| format!("vhnsw-merge-{i}"))
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Re-selects full neighbour lists, on all cores when there are
+    /// enough. A panic in a job reaches the caller's thread (and becomes
+    /// an ERROR).
+    pub fn reselect(&self, work: &[Reselect], metric: Metric) -> Vec<Vec<NodeId>> {
+        if work.len() >= PARALLEL_MIN_JOBS && cores() > 1 {
+            if let Some(pool) = self.get() {
+                return pool.install(|| work.par_iter().map(|w| w.run(metric)).collect());
+            }
         }
-        _ => work.iter().map(|w| w.run(metric)).collect(),
+        work.iter().map(|w| w.run(metric)).collect()
     }
 }

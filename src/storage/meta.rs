@@ -1,0 +1,87 @@
+//! The metapage (block 0): the one place that reads and writes it.
+//!
+//! Two kinds of writers share it. Pending-list appenders change only the
+//! list's fields, under the buffer lock alone; the graph writer
+//! ([`super::writer`]) changes the graph's fields under the graph lock.
+//! Each writes the page from the copy it read under the exclusive buffer
+//! lock, changing only its own fields, so neither undoes the other's.
+
+use super::buffer::PageRead;
+use super::layout::{
+    self, Geometry, Meta, INVALID_BLOCK, LAYOUT_VERSION, MAGIC, META_BLOCK, NODE_EXTENTS, NO_NODE,
+    UPPER_EXTENTS,
+};
+use super::Index;
+use crate::error::{SqlError, SqlResult};
+use vdb_core::hnsw::{Metric, Params};
+
+/// A fresh metapage for an index of this shape.
+pub fn new_meta(dims: usize, metric: Metric, m: usize, ef_construction: usize) -> Meta {
+    let mut meta: Meta = bytemuck::Zeroable::zeroed();
+    meta.magic = MAGIC;
+    meta.version = LAYOUT_VERSION;
+    meta.metric = metric.code();
+    meta.m = m as u16;
+    meta.ef_construction = ef_construction as u16;
+    meta.entry_node = NO_NODE;
+    meta.pending_head = INVALID_BLOCK;
+    meta.pending_tail = INVALID_BLOCK;
+    meta.pending_free = INVALID_BLOCK;
+    meta.free_node = NO_NODE;
+    meta.linking = NO_NODE;
+    meta.node_extents = [INVALID_BLOCK; NODE_EXTENTS];
+    meta.upper_extents = [INVALID_BLOCK; UPPER_EXTENTS];
+    set_dims(&mut meta, dims);
+    meta
+}
+
+/// Records the dimension count and the sizes that follow from it.
+pub fn set_dims(meta: &mut Meta, dims: usize) {
+    let g = Geometry::new(dims, usize::from(meta.m));
+    meta.dims = dims as u32;
+    meta.node_size = g.node_size as u32;
+    meta.nodes_per_page = g.nodes_per_page as u32;
+    meta.pages_per_node = g.pages_per_node as u32;
+    meta.upper_size = g.upper_size as u32;
+    meta.uppers_per_page = g.uppers_per_page as u32;
+}
+
+/// Writes `meta` into a metapage image.
+pub fn put_meta(page: &mut [u8], meta: &Meta) {
+    *layout::read_mut::<Meta>(layout::payload_mut(page), 0) = *meta;
+    layout::set_pd_lower(page, std::mem::size_of::<Meta>());
+}
+
+/// Reads and checks the metapage.
+pub fn read_meta(rel: Index) -> SqlResult<Meta> {
+    let meta = get_meta(PageRead::new(rel, META_BLOCK).bytes());
+    if meta.magic != MAGIC {
+        return Err(SqlError::internal(
+            "vhnsw metapage is corrupt (bad magic number)",
+        ));
+    }
+    if meta.version != LAYOUT_VERSION {
+        return Err(SqlError::internal(format!(
+            "vhnsw index has layout version {}, this vdb reads version {LAYOUT_VERSION}",
+            meta.version
+        ))
+        .with_detail("REINDEX the index."));
+    }
+    Ok(meta)
+}
+
+/// The metapage as it stands in a page image.
+pub fn get_meta(page: &[u8]) -> Meta {
+    *layout::read::<Meta>(layout::payload(page), 0)
+}
+
+/// The graph's parameters recorded in the metapage.
+pub fn params_of(meta: &Meta) -> SqlResult<Params> {
+    let metric = Metric::from_code(meta.metric)
+        .ok_or_else(|| SqlError::internal("vhnsw metapage has an unknown metric"))?;
+    Ok(Params {
+        metric,
+        m: usize::from(meta.m),
+        ef_construction: usize::from(meta.ef_construction),
+    })
+}

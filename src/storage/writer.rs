@@ -1,0 +1,698 @@
+//! The one writer of the graph. Build, merge, insert and VACUUM change
+//! the graph only through a [`GraphWriter`], and a `GraphWriter` only
+//! exists while its [`GraphLock`] is held: one writer at a time, by type.
+//!
+//! # Locks
+//!
+//! - The graph lock (a heavyweight page lock on the index, not a buffer
+//!   lock) serialises every change to nodes, links, extents, the free list
+//!   and the metapage's graph fields. Scans never take it. Whoever needs a
+//!   table lock takes it before the graph lock.
+//! - Buffer locks are held for one WAL record at a time, taken in the
+//!   order data pages, pending page, metapage: the order pending-list
+//!   appenders follow too (tail page, then metapage), so there is no
+//!   deadlock between buffer locks, which have no deadlock detection.
+//!
+//! # Crash ordering
+//!
+//! Every page change is in a generic WAL record; a crash (or an `ERROR`:
+//! records already written stay applied) can fall between any two
+//! records. The rule that makes every such point safe: **the metapage
+//! never points at anything that a record already on disk has taken away,
+//! and nothing is reachable before it is complete.** Concretely, per
+//! operation, in record order:
+//!
+//! - **New extent** ([`super::alloc`]): the relation is extended, then one
+//!   record initialises the extent's last page *and* records the extent
+//!   in the metapage. A crash before that record leaves zeroed pages that
+//!   no extent names (space, reclaimed by REINDEX), never a page in use.
+//! - **New node** ([`GraphWriter::insert_point`]): (1) overflow pages of
+//!   extra TIDs, (2) upper-level lists, (3) the slot's pages after its
+//!   first, all into slots nothing points to yet (past `node_count` /
+//!   `upper_count`, or a slot on the free list); (4) one record with the
+//!   slot's first page (its header), the pending entry flagged merged,
+//!   and the metapage that publishes the node (node count or free-list
+//!   pop, entry point) and names it `linking`. (5) Link-back: one record
+//!   per neighbour list. Until link-back ends, only `linking` may lack
+//!   incoming links; scans search it directly, and the next writer
+//!   finishes its link-back ([`GraphWriter::open`]).
+//! - **New TID for an existing node**: one record with the node's page
+//!   (and a new overflow page) and the pending entry flagged merged.
+//! - **Dead TIDs** ([`GraphWriter::set_tids`]): the header first (inline
+//!   TIDs, deleted flag), then the overflow pages; a crash in between
+//!   leaves dead TIDs that the next VACUUM removes again, never a live
+//!   one lost.
+//! - **Freeing deleted nodes** ([`GraphWriter::repair_deleted`]): (1)
+//!   every list pointing at them is redone (records per list); (2) if
+//!   the entry point goes, the metapage names a live one; (3) each slot
+//!   goes onto the free list in one record with the metapage (slot header
+//!   and free-list head together).
+
+use super::alloc::Region;
+use super::buffer::{PageRead, WalBatch, MAX_BATCH_PAGES};
+use super::graph::{chain_error, encode_slot, encode_upper, write_overflow, PageGraph, MAX_CHAIN};
+use super::layout::{
+    self, Meta, NodeHeader, OverflowHeader, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK, META_BLOCK,
+    NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
+    PENDING_MERGED,
+};
+use super::meta::{get_meta, put_meta, set_dims};
+use super::pending::{self, EntryRef};
+use super::Index;
+use crate::error::{SqlError, SqlResult, SqlState};
+use crate::failpoint;
+use pgrx::pg_sys;
+use std::cell::RefCell;
+use vdb_core::hnsw::cache::VectorCache;
+use vdb_core::hnsw::insert::{link_back_with, plan, Plan};
+use vdb_core::hnsw::search::LayerSearch;
+use vdb_core::hnsw::{splitmix64, Entry, GraphStore, GraphWrite, NodeId, Params, Point};
+
+/// Tag of the heavyweight page lock that serialises graph changes (it
+/// names block 0 but is unrelated to that buffer's content lock).
+const GRAPH_LOCK_BLOCK: u32 = 0;
+
+/// Holds the index's graph lock; released on drop (or at transaction
+/// abort, if an `ERROR` ends the transaction first).
+pub struct GraphLock {
+    rel: Index,
+}
+
+impl GraphLock {
+    /// Waits for the lock.
+    pub fn acquire(rel: Index) -> GraphLock {
+        // SAFETY: rel is an open index; heavyweight locks are released at
+        // transaction abort if we never get to Drop.
+        unsafe { pg_sys::LockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32) };
+        GraphLock { rel }
+    }
+
+    /// The lock if nobody holds it, else `None` (background merges).
+    pub fn try_acquire(rel: Index) -> Option<GraphLock> {
+        // SAFETY: as in acquire.
+        let got = unsafe {
+            pg_sys::ConditionalLockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32)
+        };
+        got.then_some(GraphLock { rel })
+    }
+}
+
+impl Drop for GraphLock {
+    fn drop(&mut self) {
+        // SAFETY: we took this lock in acquire or try_acquire.
+        unsafe {
+            pg_sys::UnlockPage(
+                self.rel.raw(),
+                GRAPH_LOCK_BLOCK,
+                pg_sys::ExclusiveLock as i32,
+            )
+        };
+    }
+}
+
+/// Bytes the vectors cached by a write operation may take:
+/// `maintenance_work_mem`, up to 1 GiB. The cache grows with Rust's
+/// allocator, which aborts the process when memory runs out, so any role
+/// setting `maintenance_work_mem` high must not be able to make it huge.
+fn cache_budget() -> usize {
+    // SAFETY: a plain global setting, in kilobytes.
+    let setting = unsafe { pg_sys::maintenance_work_mem }.max(0) as usize * 1024;
+    setting.min(1 << 30)
+}
+
+/// The graph opened for changes, with the lock that allows them.
+pub struct GraphWriter {
+    pub(super) graph: PageGraph,
+    /// Threads for link-back's list re-selection, ended with the writer.
+    pool: crate::threads::WorkPool,
+    // Declared last: released after everything above is dropped.
+    _lock: GraphLock,
+}
+
+impl std::ops::Deref for GraphWriter {
+    type Target = PageGraph;
+
+    fn deref(&self) -> &PageGraph {
+        &self.graph
+    }
+}
+
+impl GraphWriter {
+    /// Opens the graph for changes, first finishing the link-back of a
+    /// node whose insert an `ERROR` or a crash cut short.
+    pub fn open(lock: GraphLock) -> SqlResult<GraphWriter> {
+        let mut graph = PageGraph::open(lock.rel)?;
+        graph.cache = Some(RefCell::new(VectorCache::with_budget(
+            graph.dims().max(1),
+            cache_budget(),
+        )));
+        let mut w = GraphWriter {
+            graph,
+            pool: Default::default(),
+            _lock: lock,
+        };
+        let node = w.meta.linking;
+        if node != NO_NODE {
+            if node < w.node_count() && w.header(node).flags & NODE_IN_USE != 0 {
+                let level = w.header(node).level;
+                let point = w.load(node);
+                let plan = plan(&w, &mut LayerSearch::new(), &point, level, Some(node));
+                link_back_with(&w, node, &plan, |work, metric| {
+                    w.pool.reselect(work, metric)
+                });
+            }
+            w.graph.meta.linking = NO_NODE;
+            w.write_meta();
+        }
+        Ok(w)
+    }
+
+    /// Writes `meta`'s graph fields into the metapage in `batch`; the
+    /// pending list's fields stay as they are on the page, since appenders
+    /// change them without the graph lock.
+    pub(super) fn put_meta_in(&self, batch: &mut WalBatch, meta: &Meta) {
+        let i = batch.page(META_BLOCK, None);
+        let current = get_meta(batch.bytes(i));
+        let mut meta = *meta;
+        meta.pending_head = current.pending_head;
+        meta.pending_tail = current.pending_tail;
+        meta.pending_free = current.pending_free;
+        meta.next_pending_seq = current.next_pending_seq;
+        meta.pending_head_seq = current.pending_head_seq;
+        meta.pending_done = current.pending_done;
+        put_meta(batch.bytes_mut(i), &meta);
+    }
+
+    /// Writes the in-memory metapage in a record of its own.
+    pub fn write_meta(&self) {
+        let mut batch = WalBatch::start(self.rel);
+        self.put_meta_in(&mut batch, &self.meta);
+        batch.commit();
+    }
+
+    /// Records a finished merge of `entries` entries.
+    pub fn record_merge(&mut self, entries: usize) {
+        if entries == 0 {
+            return;
+        }
+        // SAFETY: GetCurrentTimestamp only reads the clock.
+        self.graph.meta.last_merge = unsafe { pg_sys::GetCurrentTimestamp() };
+        self.graph.meta.merged_total += entries as u64;
+        self.write_meta();
+    }
+
+    /// Records the dimension count of an index built before it was known.
+    pub fn fix_dims(&mut self, dims: usize) {
+        set_dims(&mut self.graph.meta, dims);
+        self.graph.geometry = layout::Geometry::from_meta(&self.meta);
+        self.graph.cache = Some(RefCell::new(VectorCache::with_budget(dims, cache_budget())));
+        self.write_meta();
+    }
+
+    /// Puts one prepared point for heap row `tid` into the graph: adds the
+    /// TID to an identical node if the nearest one is identical, else
+    /// creates and links a new node. `merged` is the pending entry it came
+    /// from, flagged in the record that publishes the row.
+    pub fn insert_point(
+        &mut self,
+        search: &mut LayerSearch,
+        point: &Point,
+        tid: Tid,
+        merged: Option<EntryRef>,
+    ) -> SqlResult<()> {
+        let seed = splitmix64(
+            (u64::from(tid.block()) << 16 | u64::from(tid.offset())) ^ u64::from(self.node_count()),
+        );
+        let level = self.params().random_level(seed);
+        if self.entry().is_none() {
+            let plan = Plan {
+                level,
+                lists: vec![Vec::new(); usize::from(level) + 1],
+                nearest: None,
+            };
+            self.add_node(point, &[tid], &plan, merged)?;
+            return Ok(());
+        }
+        let plan = plan(self, search, point, level, None);
+        if let Some(nearest) = plan.nearest {
+            if self.load(nearest.node).vec == point.vec && !self.tids(nearest.node).deleted {
+                return self.add_tid(nearest.node, tid, merged);
+            }
+        }
+        let node = self.add_node(point, &[tid], &plan, merged)?;
+        failpoint::hit("insert_before_link_back");
+        link_back_with(&*self, node, &plan, |work, metric| {
+            self.pool.reselect(work, metric)
+        });
+        // Written with the next metapage change; until then a crash only
+        // means linking this node once more.
+        self.graph.meta.linking = NO_NODE;
+        Ok(())
+    }
+
+    /// The slot a new node takes: the head of the free list (checked to
+    /// be free: a slot in use is never overwritten) or the next new one,
+    /// with the header it has now if reused.
+    fn claim_slot(&self) -> SqlResult<(NodeId, Option<NodeHeader>)> {
+        let free = self.meta.free_node;
+        if free == NO_NODE {
+            return Ok((self.meta.node_count, None));
+        }
+        let header = (free < self.meta.node_count).then(|| self.header(free));
+        match header {
+            Some(h) if h.flags == NODE_FREE => Ok((free, Some(h))),
+            _ => Err(SqlError::new(
+                SqlState::IndexCorrupted,
+                format!(
+                    "vhnsw index is corrupt: its free list names node {free}, which is not free"
+                ),
+            )
+            .with_detail("REINDEX the index.")),
+        }
+    }
+
+    /// Creates a node for `point` with heap TIDs `tids` and the neighbour
+    /// lists of `plan`, and publishes it (see the module doc for the order
+    /// of records). Returns its id.
+    fn add_node(
+        &mut self,
+        point: &Point,
+        tids: &[Tid],
+        plan: &Plan,
+        merged: Option<EntryRef>,
+    ) -> SqlResult<NodeId> {
+        let g = self.geometry;
+        let level = plan.level;
+        let (node, reused) = self.claim_slot()?;
+        if reused.is_none() {
+            self.reserve(Region::Nodes, g.node_unit(node).0)?;
+        }
+        // A freed slot keeps the upper slots of its old level.
+        let (upper_first, fresh_uppers) = match reused {
+            Some(h) if h.level >= level => (h.upper_first, false),
+            _ => (self.meta.upper_count, level > 0),
+        };
+        if fresh_uppers {
+            let last = upper_first + u32::from(level) - 1;
+            self.reserve(Region::Uppers, g.upper_page(last).0)?;
+        }
+        failpoint::hit("add_node_reserved");
+
+        // TIDs beyond the inline ones go to a fresh overflow chain.
+        let mut overflow = INVALID_BLOCK;
+        for chunk in tids
+            .get(INLINE_TIDS..)
+            .unwrap_or_default()
+            .chunks(OVERFLOW_TIDS)
+            .rev()
+        {
+            let mut batch = WalBatch::start(self.rel);
+            let (block, i) = self.new_loose_page(&mut batch, PageKind::Overflow);
+            write_overflow(batch.bytes_mut(i), chunk, overflow);
+            batch.commit();
+            overflow = block;
+        }
+
+        let mut slot = encode_slot(
+            &g,
+            point,
+            tids,
+            level,
+            if level > 0 { upper_first } else { 0 },
+            overflow,
+            &plan.lists[0],
+        );
+        let generation = reused.map_or(0, |h| h.generation.wrapping_add(1));
+        layout::read_mut::<NodeHeader>(&mut slot, 0).generation = generation;
+
+        // Pages to write: upper slots, the slot's later pages, and its
+        // first page (the header) last, in the publishing record.
+        let mut writes: Vec<Write> = Vec::new();
+        for l in 1..=level {
+            let (block, offset) = self.upper_slot_location(upper_first + u32::from(l) - 1)?;
+            writes.push(Write {
+                block,
+                kind: PageKind::Upper,
+                offset,
+                bytes: encode_upper(&g, &plan.lists[usize::from(l)]),
+            });
+        }
+        let (first, offset) = self.node_location(node);
+        let mut chunks = slot.chunks(PAYLOAD - offset.min(PAYLOAD)).enumerate();
+        let head = chunks.next().map(|(_, c)| c.to_vec()).unwrap_or_default();
+        for (i, chunk) in chunks {
+            writes.push(Write {
+                block: first + i as u32,
+                kind: PageKind::Node,
+                offset: 0,
+                bytes: chunk.to_vec(),
+            });
+        }
+        writes.push(Write {
+            block: first,
+            kind: PageKind::Node,
+            offset,
+            bytes: head,
+        });
+
+        let mut meta = self.meta;
+        match reused {
+            Some(h) => {
+                meta.free_node = h.overflow;
+                meta.free_nodes = meta.free_nodes.saturating_sub(1);
+            }
+            None => meta.node_count += 1,
+        }
+        if fresh_uppers {
+            meta.upper_count += u32::from(level);
+        }
+        if meta.entry_node == NO_NODE || u32::from(level) > meta.entry_level {
+            meta.entry_node = node;
+            meta.entry_level = u32::from(level);
+        }
+        // Until link-back is done, a crash would leave the node without
+        // incoming links: scans search it directly, the next writer
+        // finishes it.
+        meta.linking = node;
+        self.publish(&writes, merged, &meta);
+        self.graph.meta = meta;
+        if let Some(c) = &self.cache {
+            c.borrow_mut().insert(node, &point.vec, point.aux);
+        }
+        Ok(node)
+    }
+
+    /// Applies `writes`, several pages per WAL record; the last record
+    /// holds the last write's page, flags the pending entry `merged` and
+    /// writes `meta` (data pages, pending page, metapage: the lock order).
+    fn publish(&self, writes: &[Write], merged: Option<EntryRef>, meta: &Meta) {
+        let mut blocks: Vec<u32> = Vec::new();
+        for w in writes {
+            if !blocks.contains(&w.block) {
+                blocks.push(w.block);
+            }
+        }
+        // The last write's page goes last, whatever else shares its record.
+        if let Some(last) = writes.last() {
+            blocks.retain(|&b| b != last.block);
+            blocks.push(last.block);
+        }
+        let reserved = 1 + usize::from(merged.is_some());
+        let (head, tail) = blocks.split_at(blocks.len().saturating_sub(MAX_BATCH_PAGES - reserved));
+        let mut groups: Vec<&[u32]> = head.chunks(MAX_BATCH_PAGES).collect();
+        groups.push(tail);
+        let last = groups.len() - 1;
+        for (gi, group) in groups.iter().enumerate() {
+            let mut batch = WalBatch::start(self.rel);
+            for &block in group.iter() {
+                let kind = writes
+                    .iter()
+                    .find(|w| w.block == block)
+                    .map_or(PageKind::Node, |w| w.kind);
+                let i = batch.page_init_if_new(block, kind);
+                for w in writes.iter().filter(|w| w.block == block) {
+                    let start = PAGE_HEADER + w.offset;
+                    batch.bytes_mut(i)[start..start + w.bytes.len()].copy_from_slice(&w.bytes);
+                }
+            }
+            if gi == last {
+                if let Some(at) = merged {
+                    pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
+                }
+                self.put_meta_in(&mut batch, meta);
+            } else {
+                failpoint::hit("publish_between_records");
+            }
+            batch.commit();
+        }
+    }
+
+    /// Adds a heap TID to an existing node (an identical vector), flagging
+    /// the pending entry `merged` in the same record.
+    fn add_tid(&self, node: NodeId, tid: Tid, merged: Option<EntryRef>) -> SqlResult<()> {
+        let (block, offset) = self.node_location(node);
+        let mut batch = WalBatch::start(self.rel);
+        let i = batch.page(block, None);
+        let header = *layout::read::<NodeHeader>(&layout::payload(batch.bytes(i))[offset..], 0);
+        fn header_mut(batch: &mut WalBatch, i: usize, offset: usize) -> &mut NodeHeader {
+            layout::read_mut::<NodeHeader>(
+                &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
+                0,
+            )
+        }
+        if usize::from(header.ntids) < INLINE_TIDS {
+            let h = header_mut(&mut batch, i, offset);
+            h.tids[usize::from(h.ntids)] = tid;
+            h.ntids += 1;
+            h.flags &= !NODE_DELETED;
+        } else {
+            // The head of the overflow chain takes it if it has room;
+            // otherwise a new page becomes the head.
+            let mut added = false;
+            if header.overflow != INVALID_BLOCK {
+                let j = batch.page(header.overflow, None);
+                let payload = layout::payload_mut(batch.bytes_mut(j));
+                let count = layout::read::<OverflowHeader>(payload, 0).count as usize;
+                if count < OVERFLOW_TIDS {
+                    layout::slice_mut::<Tid>(payload, 4, count + 1)[count] = tid;
+                    layout::read_mut::<OverflowHeader>(payload, 0).count += 1;
+                    added = true;
+                }
+            }
+            if !added {
+                let (new_block, j) = self.new_loose_page(&mut batch, PageKind::Overflow);
+                write_overflow(batch.bytes_mut(j), &[tid], header.overflow);
+                header_mut(&mut batch, i, offset).overflow = new_block;
+            }
+            header_mut(&mut batch, i, offset).flags &= !NODE_DELETED;
+        }
+        if let Some(at) = merged {
+            pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
+        }
+        batch.commit();
+        Ok(())
+    }
+
+    /// Replaces `node`'s heap TIDs with `live` (a subset of its current
+    /// ones, so they fit the pages it already has); a node left without
+    /// TIDs is flagged deleted. Returns whether the node was newly deleted.
+    pub fn set_tids(&mut self, node: NodeId, live: &[Tid]) -> SqlResult<bool> {
+        let (block, offset) = self.node_location(node);
+        let header = self.header(node);
+        let mut chain = Vec::new();
+        let mut next = header.overflow;
+        while next != INVALID_BLOCK {
+            if chain.len() >= MAX_CHAIN {
+                return Err(chain_error("overflow chain", node));
+            }
+            chain.push(next);
+            next = layout::opaque(PageRead::new(self.rel, next).bytes()).next;
+        }
+        let newly_deleted = live.is_empty() && header.flags & NODE_DELETED == 0;
+        let (inline, mut rest) = live.split_at(live.len().min(INLINE_TIDS));
+        let mut batch = WalBatch::start(self.rel);
+        let i = batch.page(block, None);
+        let h = layout::read_mut::<NodeHeader>(
+            &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
+            0,
+        );
+        h.tids = [Tid::default(); INLINE_TIDS];
+        h.tids[..inline.len()].copy_from_slice(inline);
+        h.ntids = inline.len() as u16;
+        if live.is_empty() {
+            h.flags |= NODE_DELETED;
+        }
+        for page in chain {
+            if batch.len() == MAX_BATCH_PAGES {
+                batch.commit();
+                batch = WalBatch::start(self.rel);
+            }
+            let take = rest.len().min(OVERFLOW_TIDS);
+            let j = batch.page(page, None);
+            let payload = layout::payload_mut(batch.bytes_mut(j));
+            layout::read_mut::<OverflowHeader>(payload, 0).count = take as u32;
+            layout::slice_mut::<Tid>(payload, 4, take).copy_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        batch.commit();
+        if newly_deleted {
+            self.graph.meta.deleted_nodes += 1;
+        }
+        Ok(newly_deleted)
+    }
+
+    /// Unlinks the nodes VACUUM left without rows and frees their slots
+    /// for reuse. Every list pointing to such a node is redone
+    /// ([`vdb_core::hnsw::repair::repair_removed`]), so the graph keeps its
+    /// connections; a removed entry point is replaced by the highest live
+    /// node before any slot is freed. Returns the slots freed.
+    pub fn repair_deleted(&mut self) -> usize {
+        let n = self.node_count();
+        let mut gone = vec![false; n as usize];
+        let mut live_top: Option<(u8, NodeId)> = None;
+        for node in 0..n {
+            if node % 1024 == 0 {
+                pgrx::check_for_interrupts!();
+            }
+            let h = self.header(node);
+            if h.flags & NODE_IN_USE == 0 {
+                continue;
+            }
+            if h.flags & NODE_DELETED != 0 {
+                gone[node as usize] = true;
+            } else if live_top.is_none_or(|(level, _)| h.level > level) {
+                live_top = Some((h.level, node));
+            }
+        }
+        let freed: Vec<NodeId> = (0..n).filter(|&i| gone[i as usize]).collect();
+        if freed.is_empty() {
+            return 0;
+        }
+        let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
+        vdb_core::hnsw::repair::repair_removed(
+            self,
+            n,
+            &|node| self.header(node).level,
+            &|node| self.load(node),
+            &|node| is_gone(node) || self.header(node).flags & NODE_IN_USE == 0,
+            &mut |node| {
+                if node % 256 == 0 {
+                    pgrx::check_for_interrupts!();
+                }
+            },
+        );
+        failpoint::hit("repair_relinked");
+        // The entry point moves before its slot can be freed.
+        if self.meta.entry_node != NO_NODE && is_gone(self.meta.entry_node) {
+            (self.graph.meta.entry_node, self.graph.meta.entry_level) =
+                live_top.map_or((NO_NODE, 0), |(l, node)| (node, u32::from(l)));
+            self.write_meta();
+        }
+        // Nothing points to them now: onto the free list, each slot with
+        // the free-list head in one record.
+        for &node in &freed {
+            pgrx::check_for_interrupts!();
+            failpoint::hit("repair_free_slot");
+            let mut meta = self.meta;
+            let (block, offset) = self.node_location(node);
+            let mut batch = WalBatch::start(self.rel);
+            let i = batch.page(block, None);
+            let h = layout::read_mut::<NodeHeader>(
+                &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
+                0,
+            );
+            // Level and upper slots stay: a node of that level or lower
+            // reuses them. The free list runs through `overflow`.
+            h.flags = NODE_FREE;
+            h.n0 = 0;
+            h.ntids = 0;
+            h.overflow = meta.free_node;
+            meta.free_node = node;
+            meta.free_nodes += 1;
+            meta.deleted_nodes = meta.deleted_nodes.saturating_sub(1);
+            self.put_meta_in(&mut batch, &meta);
+            batch.commit();
+            self.graph.meta = meta;
+        }
+        freed.len()
+    }
+
+    /// Links every live node that no path reaches (after bulk changes).
+    pub fn link_unreachable(&self) -> usize {
+        vdb_core::hnsw::repair::link_unreachable(
+            self,
+            self.node_count(),
+            &|n| self.header(n).level,
+            &|n| self.load(n),
+            &|n| self.tids(n).deleted,
+        )
+    }
+
+    /// Where upper slot `slot` lives; the writer reserved its extent, so
+    /// not knowing it means a corrupt metapage.
+    fn upper_slot_location(&self, slot: u32) -> SqlResult<(u32, usize)> {
+        let meta = &self.graph.meta;
+        let (page, offset) = self.geometry.upper_page(slot);
+        let (k, i) = layout::extent_of(meta.upper_base_units, page);
+        match meta.upper_extents.get(k) {
+            Some(&first) if k < meta.upper_extent_count as usize && first != INVALID_BLOCK => {
+                Ok((first + i, offset))
+            }
+            _ => Err(SqlError::new(
+                SqlState::IndexCorrupted,
+                format!("vhnsw index is corrupt: upper slot {slot} lies in no extent"),
+            )),
+        }
+    }
+}
+
+/// Bytes to write at `offset` of a page's payload.
+struct Write {
+    block: u32,
+    kind: PageKind,
+    offset: usize,
+    bytes: Vec<u8>,
+}
+
+impl GraphStore for GraphWriter {
+    fn params(&self) -> &Params {
+        self.graph.params()
+    }
+
+    fn entry(&self) -> Option<Entry> {
+        self.graph.entry()
+    }
+
+    fn distance(&self, query: &Point, node: NodeId) -> f32 {
+        self.graph.distance(query, node)
+    }
+
+    fn copy_vector(&self, node: NodeId, out: &mut Vec<f32>) -> f32 {
+        self.graph.copy_vector(node, out)
+    }
+
+    fn distance_between(&self, a: NodeId, b: NodeId) -> f32 {
+        self.graph.distance_between(a, b)
+    }
+
+    fn distances(&self, query: &Point, nodes: &[NodeId], out: &mut Vec<f32>) {
+        self.graph.distances(query, nodes, out)
+    }
+
+    fn neighbors(&self, node: NodeId, level: u8, out: &mut Vec<NodeId>) {
+        // The writer's own snapshot is always current.
+        self.graph.neighbors(node, level, out)
+    }
+}
+
+impl GraphWrite for GraphWriter {
+    fn update_neighbors(&self, node: NodeId, level: u8, update: &mut dyn FnMut(&mut Vec<NodeId>)) {
+        let mut list = Vec::new();
+        self.neighbors(node, level, &mut list);
+        let before = list.clone();
+        update(&mut list);
+        if list == before {
+            return;
+        }
+        let g = self.geometry;
+        let mut batch = WalBatch::start(self.rel);
+        if level == 0 {
+            let (block, offset) = self.node_location(node);
+            let i = batch.page(block, None);
+            let slot = &mut layout::payload_mut(batch.bytes_mut(i))[offset..];
+            layout::slice_mut::<u32>(slot, g.neighbors_offset(), list.len()).copy_from_slice(&list);
+            layout::read_mut::<NodeHeader>(slot, 0).n0 = list.len() as u16;
+        } else {
+            let upper_first = self.header(node).upper_first;
+            let Some((block, offset)) = self.upper_location(upper_first + u32::from(level) - 1)
+            else {
+                return;
+            };
+            let i = batch.page(block, None);
+            let bytes = &mut layout::payload_mut(batch.bytes_mut(i))[offset..];
+            bytes[..2].copy_from_slice(&(list.len() as u16).to_ne_bytes());
+            layout::slice_mut::<u32>(bytes, 4, list.len()).copy_from_slice(&list);
+        }
+        batch.commit();
+    }
+}
