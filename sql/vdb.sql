@@ -1,8 +1,13 @@
 -- vdb: the vector type and its SQL surface.
 --
 -- Names, signatures, casts and operators follow pgvector's so that client
--- libraries and ORMs written for pgvector work unchanged. Every function is
--- IMMUTABLE, STRICT and PARALLEL SAFE. The C symbols are defined in src/.
+-- libraries and ORMs written for pgvector work unchanged. The type's and
+-- the operators' functions are IMMUTABLE, STRICT and PARALLEL SAFE; the
+-- index's maintenance and search functions say what they are one by one
+-- (vhnsw_merge writes, vhnsw_search runs queries). Functions written in
+-- SQL or PL/pgSQL pin search_path to pg_catalog, pg_temp and name vdb's
+-- own objects with their schema, so that nothing planted in a schema on
+-- the caller's path runs in their place. The C symbols are defined in src/.
 
 -- type --------------------------------------------------------------------
 
@@ -302,11 +307,12 @@ CREATE FUNCTION vhnsw_stats_text(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_stats' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION vhnsw_stats(index regclass) RETURNS jsonb
     AS $$
-    SELECT (s - 'last_merge_epoch')
-           || jsonb_build_object('last_merge', CASE WHEN (s->>'last_merge_epoch')::float8 > 0
-                                                    THEN to_timestamp((s->>'last_merge_epoch')::float8) END)
-    FROM (SELECT vhnsw_stats_text(index)::jsonb AS s) stats
-    $$ LANGUAGE sql STABLE STRICT PARALLEL SAFE;
+    SELECT (s OPERATOR(pg_catalog.-) 'last_merge_epoch'::text)
+           OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('last_merge',
+               CASE WHEN (s OPERATOR(pg_catalog.->>) 'last_merge_epoch')::float8 OPERATOR(pg_catalog.>) 0
+                    THEN pg_catalog.to_timestamp((s OPERATOR(pg_catalog.->>) 'last_merge_epoch')::float8) END)
+    FROM (SELECT @extschema@.vhnsw_stats_text(index)::jsonb AS s) stats
+    $$ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'state of a vhnsw index: nodes, deleted nodes, free slots, pending entries, last merge, levels, degrees, size';
 
 CREATE FUNCTION vhnsw_merge(regclass) RETURNS bigint
@@ -320,7 +326,7 @@ COMMENT ON FUNCTION vhnsw_merge(regclass) IS 'merges every pending entry of a vh
 -- the best k of the k per partition. `$1` is the query vector.
 CREATE FUNCTION vhnsw_search_sql(parent regclass, vector_column name, k integer,
                                  ef_search integer DEFAULT 0, operator text DEFAULT '<=>')
-RETURNS text LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
+RETURNS text LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     columns text;
     hint text := '';
@@ -343,7 +349,7 @@ BEGIN
             RAISE EXCEPTION 'ef_search hint % is out of range (1 to 1000)', ef_search
                 USING ERRCODE = '22023';
         END IF;
-        hint := format(' WHERE %I <^> %s', vector_column, ef_search);
+        hint := format(' WHERE %I OPERATOR(@extschema@.<^>) %s', vector_column, ef_search);
     END IF;
     -- Columns by name: a partition's own column order may differ.
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
@@ -351,14 +357,15 @@ BEGIN
     -- Each branch outputs exactly what it sorts by, so that no subquery
     -- scan sits between the Append and a foreign scan (which would keep
     -- the scan from running asynchronously).
-    SELECT string_agg(format('(SELECT %s, %I %s $1 AS vhnsw_distance FROM ONLY %s%s ORDER BY vhnsw_distance LIMIT %s)',
+    -- Operators by schema: whoever runs the text may have another search_path.
+    SELECT string_agg(format('(SELECT %s, %I OPERATOR(@extschema@.%s) $1 AS vhnsw_distance FROM ONLY %s%s ORDER BY vhnsw_distance LIMIT %s)',
                              columns, vector_column, operator, relid, hint, k),
                       ' UNION ALL ' ORDER BY relid)
       INTO branches
       FROM pg_partition_tree(parent) WHERE isleaf;
     -- "+ 0": sorting by a new expression keeps the planner from a Merge
     -- Append, which would read the shards one after another.
-    RETURN format('SELECT %s FROM (%s) AS fanout ORDER BY vhnsw_distance + 0 LIMIT %s',
+    RETURN format('SELECT %s FROM (%s) AS fanout ORDER BY vhnsw_distance OPERATOR(pg_catalog.+) 0 LIMIT %s',
                   columns, branches, k);
 END
 $$;
@@ -366,7 +373,7 @@ COMMENT ON FUNCTION vhnsw_search_sql(regclass, name, integer, integer, text) IS 
 
 CREATE FUNCTION vhnsw_search(parent_row anyelement, vector_column name, query vector, k integer,
                              ef_search integer DEFAULT 0, operator text DEFAULT '<=>')
-RETURNS SETOF anyelement LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path FROM CURRENT AS $$
+RETURNS SETOF anyelement LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     parent oid;
 BEGIN
@@ -379,7 +386,7 @@ BEGIN
         RAISE EXCEPTION 'vhnsw_search needs a row of the table, such as NULL::items, not a %',
             pg_typeof(parent_row) USING ERRCODE = '22023';
     END IF;
-    RETURN QUERY EXECUTE vhnsw_search_sql(parent, vector_column, k, ef_search, operator) USING query;
+    RETURN QUERY EXECUTE @extschema@.vhnsw_search_sql(parent, vector_column, k, ef_search, operator) USING query;
 END
 $$;
 COMMENT ON FUNCTION vhnsw_search(anyelement, name, vector, integer, integer, text) IS 'the k nearest rows of a (partitioned, possibly sharded) table, each partition searched with its own LIMIT k: SELECT * FROM vhnsw_search(NULL::items, ''embedding'', $1, 10)';

@@ -9,5 +9,6 @@ mod functions;
 mod index;
 mod io;
 mod knn;
+mod security;
 mod support;
 mod write_path;
