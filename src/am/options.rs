@@ -20,8 +20,12 @@ pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// has to keep going (filters, large LIMITs).
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 
-/// `vhnsw.pending_list_limit`: pending entries at which a background
-/// merge starts.
+/// `vhnsw.pending_list_limit`: pending entries above which a merge worker
+/// keeps merging batch after batch instead of napping between them.
+///
+/// This and the three settings below shape work every session shares (the
+/// merge worker, back-pressure on inserts), so only a superuser (or
+/// `ALTER SYSTEM`, `ALTER DATABASE`) may change them.
 pub static PENDING_LIST_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(4_000);
 
 /// `vhnsw.pending_list_hard_limit`: pending entries at which inserting
@@ -69,12 +73,12 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"vhnsw.pending_list_limit",
-        c"Sets the pending-list length at which a background merge starts.",
+        c"Sets the pending-list length above which a merge worker merges without napping.",
         c"Scans read the whole pending list, so a longer list makes queries slower.",
         &PENDING_LIST_LIMIT,
         1,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -84,7 +88,7 @@ pub fn init() {
         &PENDING_LIST_HARD_LIMIT,
         1,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -94,7 +98,7 @@ pub fn init() {
         &MERGE_BATCH_SIZE,
         1,
         1_000_000,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -104,7 +108,7 @@ pub fn init() {
         &MERGE_NAPTIME,
         1,
         3_600_000,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::UNIT_MS,
     );
     // SAFETY: called once per backend from _PG_init, before any index is

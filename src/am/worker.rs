@@ -1,9 +1,13 @@
 //! Background merging of the pending list.
 //!
 //! Without `shared_preload_libraries`, a backend whose insert started the
-//! list (or pushed it past `vhnsw.pending_list_limit`) starts a dynamic
-//! merge worker for that index. With vdb preloaded, it queues the request
-//! in shared memory instead and a long-lived launcher starts the workers.
+//! list or a new page of it starts a dynamic merge worker for that index,
+//! unless one runs already (or this backend asked for one less than a
+//! naptime ago: a worker takes its lock only once it has started). With
+//! vdb preloaded, it queues the request in shared memory instead and a
+//! long-lived launcher starts the workers. Temporary indexes get no
+//! worker (no other process can open them): their inserts merge
+//! themselves at the hard limit, and VACUUM or `vhnsw_merge` merge them.
 //!
 //! A merge worker waits `vhnsw.merge_naptime` (so a trickle of inserts is
 //! merged in one batch), then merges batches until the list is empty,
@@ -12,7 +16,7 @@
 
 use super::merge::{merge_batch, LockMode};
 use super::options::{merge_batch_size, merge_naptime, pending_limit};
-use crate::storage::graph::read_meta;
+use crate::storage::meta::read_meta;
 use crate::storage::{pending, Index};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::lwlock::PgLwLock;
@@ -102,11 +106,44 @@ fn unlock(tag: &pg_sys::LOCKTAG, session: bool) {
     unsafe { pg_sys::LockRelease(tag, pg_sys::ExclusiveLock as i32, session) };
 }
 
+thread_local! {
+    /// When this backend last asked for a worker, per index oid.
+    static LAST_REQUEST: std::cell::RefCell<std::collections::HashMap<u32, std::time::Instant>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// Asks for the pending list of `index` to be merged in the background,
 /// unless a merge worker already runs for it.
 pub fn request_merge(index: Index) {
     // SAFETY: the index is open; MyDatabaseId is set in a backend.
-    let (db, oid) = unsafe { (pg_sys::MyDatabaseId.to_u32(), (*index.raw()).rd_id.to_u32()) };
+    let (db, oid, persistence) = unsafe {
+        let rel = &*index.raw();
+        (
+            pg_sys::MyDatabaseId.to_u32(),
+            rel.rd_id.to_u32(),
+            (*rel.rd_rel).relpersistence,
+        )
+    };
+    if persistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char {
+        return;
+    }
+    // One request per index and naptime from this backend: a COPY of wide
+    // vectors opens a page per row and would otherwise start a worker per
+    // row before the first one holds its lock.
+    let now = std::time::Instant::now();
+    let recent = LAST_REQUEST.with(|last| {
+        let mut last = last.borrow_mut();
+        let recent = last
+            .get(&oid)
+            .is_some_and(|&at| now.duration_since(at) < merge_naptime());
+        if !recent {
+            last.insert(oid, now);
+        }
+        recent
+    });
+    if recent {
+        return;
+    }
     let tag = worker_lock(db, oid);
     if !try_lock(&tag, false) {
         return; // a worker runs and will see this entry (it re-checks on exit)
