@@ -2,8 +2,7 @@
 //!
 //! Without `shared_preload_libraries`, a backend whose insert started the
 //! list or a new page of it starts a dynamic merge worker for that index,
-//! unless one runs already (or this backend asked for one less than a
-//! naptime ago: a worker takes its lock only once it has started). With
+//! unless one runs already. With
 //! vdb preloaded, it queues the request in shared memory instead and a
 //! long-lived launcher starts the workers. Temporary indexes get no
 //! worker (no other process can open them): their inserts merge
@@ -106,12 +105,6 @@ fn unlock(tag: &pg_sys::LOCKTAG, session: bool) {
     unsafe { pg_sys::LockRelease(tag, pg_sys::ExclusiveLock as i32, session) };
 }
 
-thread_local! {
-    /// When this backend last asked for a worker, per index oid.
-    static LAST_REQUEST: std::cell::RefCell<std::collections::HashMap<u32, std::time::Instant>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
 /// Asks for the pending list of `index` to be merged in the background,
 /// unless a merge worker already runs for it.
 pub fn request_merge(index: Index) {
@@ -125,23 +118,6 @@ pub fn request_merge(index: Index) {
         )
     };
     if persistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char {
-        return;
-    }
-    // One request per index and naptime from this backend: a COPY of wide
-    // vectors opens a page per row and would otherwise start a worker per
-    // row before the first one holds its lock.
-    let now = std::time::Instant::now();
-    let recent = LAST_REQUEST.with(|last| {
-        let mut last = last.borrow_mut();
-        let recent = last
-            .get(&oid)
-            .is_some_and(|&at| now.duration_since(at) < merge_naptime());
-        if !recent {
-            last.insert(oid, now);
-        }
-        recent
-    });
-    if recent {
         return;
     }
     let tag = worker_lock(db, oid);
