@@ -6,7 +6,7 @@
 //! is reached; `'name@3'` the third time; `'name:panic'` (or
 //! `'name@3:panic'`) raises a `PANIC` instead, which makes the postmaster
 //! restart every process and replay the WAL: a crash at that point;
-//! `'name:sleep'` waits a second there, so that another session can act
+//! `'name:sleep'` waits three seconds there, so that another session can act
 //! in exactly that window. The counter restarts whenever the setting
 //! changes.
 //!
@@ -65,7 +65,7 @@ mod enabled {
             return;
         }
         if action == "sleep" {
-            for _ in 0..100 {
+            for _ in 0..300 {
                 std::thread::sleep(std::time::Duration::from_millis(10));
                 pgrx::check_for_interrupts!();
             }

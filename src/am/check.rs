@@ -11,7 +11,7 @@ use super::utils::{with_index, Needs};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, Args};
 use crate::storage::graph::PageGraph;
-use crate::storage::layout::{Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
+use crate::storage::layout::{Tid, NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE};
 use crate::storage::writer::GraphLock;
 use crate::storage::{pending, Index};
 use pgrx::pg_sys::{self, Datum};
@@ -51,7 +51,14 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
     }
     for node in (0..n).filter(|&i| in_use(i)) {
         let header = graph.header(node);
-        if u32::from(header.level) > graph.meta.entry_level && graph.meta.entry_node != NO_NODE {
+        // A node without rows that VACUUM has unlinked but not freed yet
+        // (its cleanup cut short) is reached from no live node: its own
+        // lists and level no longer matter, and the next VACUUM frees it.
+        let unlinked_deleted = !live(node) && !reached[node as usize];
+        if u32::from(header.level) > graph.meta.entry_level
+            && graph.meta.entry_node != NO_NODE
+            && !unlinked_deleted
+        {
             problems.push(format!(
                 "node {node} has level {} above the entry point's {}",
                 header.level, graph.meta.entry_level
@@ -78,7 +85,7 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
                 ));
             }
             for &other in &list {
-                if !in_use(other) {
+                if !in_use(other) && !unlinked_deleted {
                     problems.push(format!(
                         "node {node} links to freed slot {other} on level {level}"
                     ));
@@ -123,6 +130,31 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
             }
         }
     }
+    // The free list: every slot on it free, each once, as many as counted.
+    let mut on_list = HashSet::new();
+    let mut next = graph.meta.free_node;
+    while next != NO_NODE {
+        if next >= n || flags[next as usize] != NODE_FREE {
+            problems.push(format!(
+                "the free list names node {next}, which is not a free slot"
+            ));
+            break;
+        }
+        if !on_list.insert(next) {
+            problems.push(format!("the free list loops at node {next}"));
+            break;
+        }
+        next = graph.header(next).overflow;
+    }
+    if problems.iter().all(|p| !p.starts_with("the free list"))
+        && on_list.len() != graph.meta.free_nodes as usize
+    {
+        problems.push(format!(
+            "the free list holds {} slots, the metapage counts {}",
+            on_list.len(),
+            graph.meta.free_nodes
+        ));
+    }
     let unreachable: Vec<NodeId> = (0..n)
         // A node still being linked (an insert in progress, or cut short by
         // a crash) is finished by the next writer.
@@ -142,7 +174,8 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
 /// The table's name and the TIDs of its rows with an indexable vector,
 /// as the active snapshot sees them: the snapshot the HOT chains are then
 /// followed with, and one taken before the index was read (a row visible
-/// to it was in the index by then).
+/// to it was in the index by then, and VACUUM cannot remove it while the
+/// snapshot is held).
 ///
 /// # Safety
 /// `index` must be open (its table is then locked too).
@@ -203,7 +236,11 @@ unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec
 }
 
 /// Problems found by comparing the index with its table.
-fn table_problems(index: Index, graph: &PageGraph) -> SqlResult<Vec<String>> {
+fn table_problems(
+    index: Index,
+    graph: &PageGraph,
+    (table, rows): &(String, Vec<Tid>),
+) -> SqlResult<Vec<String>> {
     let mut problems = Vec::new();
     let mut count: HashMap<Tid, u32> = HashMap::new();
     for node in 0..graph.node_count() {
@@ -222,8 +259,6 @@ fn table_problems(index: Index, graph: &PageGraph) -> SqlResult<Vec<String>> {
             }
         })?;
     }
-    // SAFETY: the index is open, so its table is locked.
-    let (table, rows) = unsafe { indexable_rows(index, graph.params().metric)? };
     let visible: HashSet<Tid> = rows.iter().copied().collect();
     // An entry for a HOT-updated row names the root of its HOT chain, not
     // the visible version's ctid: follow the chains of entries that match
@@ -240,7 +275,7 @@ fn table_problems(index: Index, graph: &PageGraph) -> SqlResult<Vec<String>> {
     }
     let mut missing = Vec::new();
     let mut duplicated = Vec::new();
-    for &t in &rows {
+    for &t in rows.iter() {
         let r = format!("({},{})", t.block(), t.offset());
         match count.get(&t) {
             None | Some(0) => missing.push(r),
@@ -321,6 +356,10 @@ fn check(args: &Args) -> SqlResult<Datum> {
         Needs::Owner,
         pg_sys::AccessShareLock,
         |index| {
+            // The table's rows first: reading them may open its TOAST
+            // relation, a lock not to take while holding the graph lock.
+            // SAFETY: the index is open, so its table is locked.
+            let table = unsafe { indexable_rows(index, super::utils::opclass_metric(index)?)? };
             // No merge may move rows between the graph and the list meanwhile
             // (the table is locked already: table locks come first).
             let _lock = GraphLock::acquire(index);
@@ -331,7 +370,7 @@ fn check(args: &Args) -> SqlResult<Datum> {
                 let replayed = replay_position();
                 let graph = PageGraph::open(index)?;
                 let mut problems = structural_problems(&graph);
-                problems.extend(table_problems(index, &graph)?);
+                problems.extend(table_problems(index, &graph, &table)?);
                 match replayed {
                     Some(lsn) if attempts < 50 && changed_since(index, lsn) => {
                         attempts += 1;

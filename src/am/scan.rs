@@ -16,6 +16,7 @@ use crate::fmgr::detoast_vector;
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::{Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
 use crate::storage::meta::{params_of, read_meta};
+use crate::storage::writer::ScanLock;
 use crate::storage::{pending, Index};
 use pgrx::pg_sys;
 use pgrx::PgMemoryContexts;
@@ -123,6 +124,12 @@ impl Search {
                 }
             }
         }
+    }
+
+    /// Runs the first search round (the graph's nearest result).
+    fn prime(&mut self) {
+        self.next_graph = self.read_graph();
+        self.graph_done = self.next_graph.is_none();
     }
 
     /// TIDs of the next result in distance order (never one already returned).
@@ -237,11 +244,14 @@ pub unsafe extern "C-unwind" fn amgettuple(
                 }
             }
             let raw = or_raise(detoast_vector(key.sk_argument));
-            st.search = Some(or_raise(Search::start(
-                Index::new((*scan).indexRelation),
-                raw,
-                ef,
-            )));
+            let index = Index::new((*scan).indexRelation);
+            // The metapage snapshot and the first search round, while
+            // VACUUM frees no slot.
+            let _freeing = ScanLock::share(index);
+            let mut search = or_raise(Search::start(index, raw, ef));
+            crate::failpoint::hit("scan_first_round");
+            search.prime();
+            st.search = Some(search);
         }
     }
     loop {

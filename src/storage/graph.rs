@@ -180,14 +180,15 @@ impl PageGraph {
                 h.overflow,
             )
         });
-        let mut pages = 0;
+        let mut pages: usize = 0;
         while next != INVALID_BLOCK {
             pages += 1;
-            if pages > MAX_CHAIN {
-                return Err(chain_error("overflow chain", node));
-            }
             if pages.is_multiple_of(64) {
                 pgrx::check_for_interrupts!();
+                // A chain longer than the relation loops.
+                if pages > MAX_CHAIN || pages > super::buffer::block_count(self.rel) as usize {
+                    return Err(chain_error("overflow chain", node));
+                }
             }
             let page = PageRead::new(self.rel, next);
             let payload = layout::payload(page.bytes());

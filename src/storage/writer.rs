@@ -38,15 +38,16 @@
 //!   finishes its link-back ([`GraphWriter::open`]).
 //! - **New TID for an existing node**: one record with the node's page
 //!   (and a new overflow page) and the pending entry flagged merged.
-//! - **Dead TIDs** ([`GraphWriter::set_tids`]): the header first (inline
-//!   TIDs, deleted flag), then the overflow pages; a crash in between
-//!   leaves dead TIDs that the next VACUUM removes again, never a live
-//!   one lost.
+//! - **Dead TIDs** ([`GraphWriter::set_tids`]): each overflow page, then
+//!   the header (inline TIDs, deleted flag); every TID stays on its page.
+//!   A crash in between leaves dead TIDs that the next VACUUM removes
+//!   again, never a live one lost, and never a deleted node with TIDs.
 //! - **Freeing deleted nodes** ([`GraphWriter::repair_deleted`]): (1)
 //!   every list pointing at them is redone (records per list); (2) if
 //!   the entry point goes, the metapage names a live one; (3) each slot
 //!   goes onto the free list in one record with the metapage (slot header
-//!   and free-list head together).
+//!   and free-list head together). (2) and (3) wait for the scans that
+//!   are starting ([`ScanLock`]), so none starts from a freed entry point.
 
 use super::alloc::Region;
 use super::buffer::{PageRead, WalBatch, MAX_BATCH_PAGES};
@@ -107,6 +108,43 @@ impl Drop for GraphLock {
                 pg_sys::ExclusiveLock as i32,
             )
         };
+    }
+}
+
+/// Tag of the heavyweight page lock between scans and the freeing of
+/// node slots (block 1's number, unrelated to that buffer).
+const SCAN_LOCK_BLOCK: u32 = 1;
+
+/// Held by a scan (shared) while it reads the metapage and runs its first
+/// search round, and by VACUUM (exclusive) before it frees node slots: a
+/// scan never starts from an entry point freed under it. Later rounds of
+/// a long scan tolerate freed slots (they read as empty, and a reused
+/// slot's vector no longer matches the distance measured).
+pub struct ScanLock {
+    rel: Index,
+    mode: i32,
+}
+
+impl ScanLock {
+    pub fn share(rel: Index) -> ScanLock {
+        Self::take(rel, pg_sys::ShareLock as i32)
+    }
+
+    fn exclusive(rel: Index) -> ScanLock {
+        Self::take(rel, pg_sys::ExclusiveLock as i32)
+    }
+
+    fn take(rel: Index, mode: i32) -> ScanLock {
+        // SAFETY: rel is an open index; released on drop or at abort.
+        unsafe { pg_sys::LockPage(rel.raw(), SCAN_LOCK_BLOCK, mode) };
+        ScanLock { rel, mode }
+    }
+}
+
+impl Drop for ScanLock {
+    fn drop(&mut self) {
+        // SAFETY: we took this lock in take().
+        unsafe { pg_sys::UnlockPage(self.rel.raw(), SCAN_LOCK_BLOCK, self.mode) };
     }
 }
 
@@ -473,46 +511,64 @@ impl GraphWriter {
         Ok(())
     }
 
-    /// Replaces `node`'s heap TIDs with `live` (a subset of its current
-    /// ones, so they fit the pages it already has); a node left without
-    /// TIDs is flagged deleted. Returns whether the node was newly deleted.
+    /// Keeps only `node`'s heap TIDs that are in `live` (a subset of its
+    /// current ones); a node left without TIDs is flagged deleted. Every
+    /// TID stays on the page it is on, so a scan reading the node's pages
+    /// one at a time meanwhile never misses a live one; the overflow pages
+    /// are written first and the header last, so the deleted flag never
+    /// stands beside TIDs left on a page. Returns whether the node was
+    /// newly deleted.
     pub fn set_tids(&mut self, node: NodeId, live: &[Tid]) -> SqlResult<bool> {
         let (block, offset) = self.node_location(node);
         let header = self.header(node);
+        let keep: std::collections::HashSet<Tid> = live.iter().copied().collect();
         let mut chain = Vec::new();
         let mut next = header.overflow;
+        let limit = MAX_CHAIN.min(super::buffer::block_count(self.rel) as usize);
         while next != INVALID_BLOCK {
-            if chain.len() >= MAX_CHAIN {
+            if chain.len() >= limit {
                 return Err(chain_error("overflow chain", node));
             }
             chain.push(next);
             next = layout::opaque(PageRead::new(self.rel, next).bytes()).next;
         }
+        for page in chain {
+            let mut batch = WalBatch::start(self.rel);
+            let j = batch.page(page, None);
+            let payload = layout::payload_mut(batch.bytes_mut(j));
+            let count =
+                (layout::read::<OverflowHeader>(payload, 0).count as usize).min(OVERFLOW_TIDS);
+            let tids = layout::slice_mut::<Tid>(payload, 4, count);
+            let mut kept = 0;
+            for k in 0..count {
+                if keep.contains(&tids[k]) {
+                    tids[kept] = tids[k];
+                    kept += 1;
+                }
+            }
+            if kept == count {
+                continue; // unchanged: the batch is dropped unwritten
+            }
+            layout::read_mut::<OverflowHeader>(payload, 0).count = kept as u32;
+            batch.commit();
+        }
         let newly_deleted = live.is_empty() && header.flags & NODE_DELETED == 0;
-        let (inline, mut rest) = live.split_at(live.len().min(INLINE_TIDS));
         let mut batch = WalBatch::start(self.rel);
         let i = batch.page(block, None);
         let h = layout::read_mut::<NodeHeader>(
             &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
             0,
         );
+        let inline: Vec<Tid> = h.tids[..usize::from(h.ntids).min(INLINE_TIDS)]
+            .iter()
+            .copied()
+            .filter(|t| keep.contains(t))
+            .collect();
         h.tids = [Tid::default(); INLINE_TIDS];
-        h.tids[..inline.len()].copy_from_slice(inline);
+        h.tids[..inline.len()].copy_from_slice(&inline);
         h.ntids = inline.len() as u16;
         if live.is_empty() {
             h.flags |= NODE_DELETED;
-        }
-        for page in chain {
-            if batch.len() == MAX_BATCH_PAGES {
-                batch.commit();
-                batch = WalBatch::start(self.rel);
-            }
-            let take = rest.len().min(OVERFLOW_TIDS);
-            let j = batch.page(page, None);
-            let payload = layout::payload_mut(batch.bytes_mut(j));
-            layout::read_mut::<OverflowHeader>(payload, 0).count = take as u32;
-            layout::slice_mut::<Tid>(payload, 4, take).copy_from_slice(&rest[..take]);
-            rest = &rest[take..];
         }
         batch.commit();
         if newly_deleted {
@@ -562,6 +618,8 @@ impl GraphWriter {
             },
         );
         failpoint::hit("repair_relinked");
+        // No scan is starting from what is about to be freed.
+        let _scans = ScanLock::exclusive(self.rel);
         // The entry point moves before its slot can be freed.
         if self.meta.entry_node != NO_NODE && is_gone(self.meta.entry_node) {
             (self.graph.meta.entry_node, self.graph.meta.entry_level) =
