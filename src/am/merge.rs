@@ -52,6 +52,19 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
         });
     };
     let mut graph = GraphWriter::open(lock)?;
+    let entries = merge_into(&mut graph, index, max)?;
+    drop(graph);
+    let remaining = pending::estimate(&read_meta(index)?);
+    Ok(Merged {
+        entries,
+        remaining,
+        busy: false,
+    })
+}
+
+/// One batch: up to `max` entries drawn from the whole list, inserted in
+/// random order; fully merged head pages recycled.
+fn merge_into(graph: &mut GraphWriter, index: Index, max: usize) -> SqlResult<usize> {
     let items = pending::collect(index, graph.dims(), max, u64::from(graph.node_count()))?;
     let mut search = LayerSearch::new();
     let order = permutation(items.len(), graph.node_count().into());
@@ -66,26 +79,27 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
     pending::add_done(index, items.len());
     pending::recycle_head(index)?;
     graph.record_merge(items.len());
-    drop(graph);
-    let remaining = pending::estimate(&read_meta(index)?);
-    Ok(Merged {
-        entries: items.len(),
-        remaining,
-        busy: false,
-    })
+    Ok(items.len())
 }
 
 /// Merges what the pending list holds when called (rows that inserters
 /// keep adding meanwhile are left to the next merge, so this returns even
-/// under a steady stream of inserts).
+/// under a steady stream of inserts), in batches of `batch` under one
+/// hold of the graph lock: taking it again per batch would queue this
+/// merge behind every inserting backend that waits to merge its own batch
+/// (back-pressure), so under heavy inserts it would hardly advance.
 pub fn merge_all(index: Index, batch: usize) -> SqlResult<usize> {
     let meta = read_meta(index)?;
     let target = pending::live_count(index, meta.dims as usize)?;
+    if target == 0 {
+        return Ok(0);
+    }
+    let mut graph = GraphWriter::open(GraphLock::acquire(index))?;
     let mut total = 0;
     while total < target {
-        let m = merge_batch(index, batch.min(target - total), LockMode::Wait)?;
-        total += m.entries;
-        if m.entries == 0 {
+        let n = merge_into(&mut graph, index, batch.min(target - total))?;
+        total += n;
+        if n == 0 {
             break;
         }
     }
