@@ -99,6 +99,11 @@ impl BuildState {
 
     fn add(&mut self, point: Point, tid: Tid) -> SqlResult<()> {
         if self.disk.is_some() {
+            if self.backlog.try_reserve(1).is_err() {
+                // Memory ran out below maintenance_work_mem: insert what
+                // waits, which frees it.
+                self.drain_backlog()?;
+            }
             self.backlog.push((point, tid));
             if self.backlog.len() * (4 * self.dims + 64) > self.budget {
                 self.drain_backlog()?;
@@ -134,7 +139,19 @@ impl BuildState {
             self.flush()?;
             return self.add(point, tid);
         }
-        let node = graph.push(&point);
+        // maintenance_work_mem is any role's to set: running out of memory
+        // below it is an ERROR, as palloc's would be, not an abort.
+        let built = self.first_tid.len();
+        let out_of_memory = |_| {
+            SqlError::new(
+                crate::error::SqlState::OutOfMemory,
+                format!("out of memory building the vhnsw graph after {built} vectors"),
+            )
+            .with_detail("Lower maintenance_work_mem so the build writes its graph out sooner.")
+        };
+        self.first_tid.try_reserve(1).map_err(out_of_memory)?;
+        self.by_hash.try_reserve(1).map_err(out_of_memory)?;
+        let node = graph.try_push(&point).map_err(out_of_memory)?;
         self.first_tid.push(tid);
         self.by_hash.entry(hash).or_default().push(node);
         Ok(())

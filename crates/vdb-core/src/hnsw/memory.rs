@@ -68,9 +68,28 @@ impl MemoryGraph {
 
     /// Adds an (unlinked) point; returns its node id.
     pub fn push(&mut self, point: &Point) -> NodeId {
+        self.try_push(point)
+            .unwrap_or_else(|e| panic!("memory graph: {e}"))
+    }
+
+    /// Adds an (unlinked) point, or reports that memory ran out instead of
+    /// aborting the process: every array grows by fallible reservation
+    /// (doubling) before anything is pushed.
+    pub fn try_push(&mut self, point: &Point) -> Result<NodeId, std::collections::TryReserveError> {
         debug_assert_eq!(point.vec.len(), self.dims);
         let id = self.levels.len() as NodeId;
         let level = self.params.random_level(self.seed ^ u64::from(id));
+        let m = self.params.m;
+        let upper = usize::from(level);
+        grow(&mut self.vectors, self.dims)?;
+        grow(&mut self.aux, 1)?;
+        grow(&mut self.levels, 1)?;
+        grow(&mut self.level0, 2 * m)?;
+        grow(&mut self.level0_len, 1)?;
+        grow(&mut self.upper_start, 1)?;
+        grow(&mut self.upper, upper * m)?;
+        grow(&mut self.upper_len, upper)?;
+        grow(&mut self.locks, 1)?;
         self.vectors.extend_from_slice(&point.vec);
         self.aux.push(point.aux);
         self.levels.push(level);
@@ -88,7 +107,7 @@ impl MemoryGraph {
             self.upper_start.push(NO_UPPER);
         }
         self.locks.push(Mutex::new(()));
-        id
+        Ok(id)
     }
 
     pub fn len(&self) -> usize {
@@ -268,6 +287,14 @@ impl MemoryGraph {
 }
 
 /// The ids `0..n` in a seeded random order (Fisher–Yates).
+/// Makes room for `need` more elements, at least doubling the capacity.
+fn grow<T>(v: &mut Vec<T>, need: usize) -> Result<(), std::collections::TryReserveError> {
+    if v.capacity() - v.len() < need {
+        v.try_reserve(need.max(v.len()))?;
+    }
+    Ok(())
+}
+
 pub fn permutation(n: usize, seed: u64) -> Vec<NodeId> {
     let mut ids: Vec<NodeId> = (0..n as NodeId).collect();
     let mut state = seed;
