@@ -267,3 +267,49 @@ fn recall_holds_after_deleting_and_reinserting_half() {
         "after churn {churned} vs rebuilt {rebuilt}"
     );
 }
+
+/// A merge worker naps connected to its database; DROP DATABASE waits
+/// only five seconds for other sessions, so the worker must notice and
+/// leave. Temporary tables get no worker at all.
+#[test]
+fn merge_workers_leave_a_database_being_dropped() {
+    support::require_vdb();
+    let cluster = Cluster::start("dropdb", &["vhnsw.merge_naptime = '1h'"]);
+    let mut c = cluster.connect("postgres");
+    c.batch_execute("CREATE DATABASE doomed")
+        .expect("create database");
+    let workers = |c: &mut postgres::Client| -> i64 {
+        support::one(
+            c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vdb merge'",
+        )
+    };
+    {
+        let mut d = cluster.connect("doomed");
+        d.batch_execute(
+            "CREATE EXTENSION vdb;
+             CREATE TEMPORARY TABLE scratch (v vector(3));
+             CREATE INDEX ON scratch USING vhnsw (v vector_l2_ops);
+             INSERT INTO scratch VALUES ('[1,2,3]');",
+        )
+        .expect("temporary table");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(workers(&mut c), 0, "a worker for a temporary index");
+        d.batch_execute(
+            "CREATE TABLE t (id int, v vector(3));
+             CREATE INDEX ON t USING vhnsw (v vector_l2_ops);
+             INSERT INTO t VALUES (1, '[1,2,3]');",
+        )
+        .expect("table");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while workers(&mut c) == 0 {
+        assert!(Instant::now() < deadline, "no merge worker started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    c.batch_execute("DROP DATABASE doomed")
+        .expect("DROP DATABASE while a merge worker naps in it");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(workers(&mut c), 0);
+}

@@ -229,23 +229,58 @@ fn attach_signal_handlers() {
     }
 }
 
+/// Whether the worker's database is being dropped (or renamed, or moved):
+/// DROP DATABASE holds an exclusive lock on it while it waits for the
+/// database's other sessions to end, which a merge worker must then do.
+fn database_going_away() -> bool {
+    // SAFETY: MyDatabaseId is set in a connected worker; a conditional
+    // lock of the kind every backend takes to connect, released at once.
+    unsafe {
+        if pg_sys::MyDatabaseId == pg_sys::InvalidOid {
+            return false;
+        }
+        let tag = pg_sys::LOCKTAG {
+            locktag_field1: 0, // a shared object: no database
+            locktag_field2: pg_sys::DatabaseRelationId.to_u32(),
+            locktag_field3: pg_sys::MyDatabaseId.to_u32(),
+            locktag_field4: 0,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+            locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+        };
+        let mode = pg_sys::RowExclusiveLock as i32;
+        // A session lock: the worker naps outside any transaction.
+        let got = pg_sys::LockAcquire(&tag, mode, true, true);
+        if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            return true;
+        }
+        pg_sys::LockRelease(&tag, mode, true);
+        false
+    }
+}
+
 /// Sleeps `naptime`, handling interrupts whenever the latch wakes it (a
 /// latch set for another reason does not cut the nap short): a SIGTERM
-/// ends the process here; a SIGHUP reloads settings.
-fn nap(naptime: std::time::Duration) {
+/// ends the process here; a SIGHUP reloads settings. Wakes at least once
+/// a second to see whether its database is going away; returns false if
+/// it is (the worker then ends).
+fn nap(naptime: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + naptime;
     loop {
+        if database_going_away() {
+            return false;
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
-            return;
+            return true;
         }
+        let slice = left.min(std::time::Duration::from_secs(1));
         // SAFETY: MyLatch is this process's latch; WL_EXIT_ON_PM_DEATH ends
         // the worker if the postmaster dies.
         unsafe {
             pg_sys::WaitLatch(
                 pg_sys::MyLatch,
                 (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                left.as_millis().clamp(1, i64::MAX as u128) as std::ffi::c_long,
+                slice.as_millis().clamp(1, i64::MAX as u128) as std::ffi::c_long,
                 pg_sys::PG_WAIT_EXTENSION,
             );
             pg_sys::ResetLatch(pg_sys::MyLatch);
@@ -273,14 +308,14 @@ pub extern "C-unwind" fn vdb_merge_worker_main(arg: pg_sys::Datum) {
         return; // another worker has this index
     }
     // A trickle of inserts is merged in one batch.
-    nap(merge_naptime());
-    loop {
+    let mut awake = nap(merge_naptime());
+    while awake {
         pgrx::check_for_interrupts!();
         match BackgroundWorker::transaction(|| merge_step(index_oid)) {
             Step::Gone => break,
-            Step::Busy => nap(merge_naptime()),
-            Step::More(left) if left < pending_limit() => nap(merge_naptime()),
-            Step::More(_) => {}
+            Step::Busy => awake = nap(merge_naptime()),
+            Step::More(left) if left < pending_limit() => awake = nap(merge_naptime()),
+            Step::More(_) => awake = !database_going_away(),
             Step::Empty => {
                 // A backend that appended while we held the lock did not
                 // start a worker: look again after letting go.
@@ -306,7 +341,7 @@ pub extern "C-unwind" fn vdb_merge_launcher_main(_arg: pg_sys::Datum) {
     attach_signal_handlers();
     BackgroundWorker::connect_worker_to_spi(None, None);
     loop {
-        nap(merge_naptime());
+        let _ = nap(merge_naptime());
         let requests: Vec<(u32, u32)> = {
             let mut queue = QUEUE.exclusive();
             let taken = queue.items[..queue.len].to_vec();
