@@ -23,8 +23,9 @@ pgrx::extension_sql_file!("../sql/vdb.sql", name = "vdb_sql", bootstrap);
 /// Registers the GUCs and index options when the library is loaded.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    am::options::init();
+    // Before options::init reserves the `vhnsw.` prefix.
     failpoint::init();
+    am::options::init();
     am::worker::init();
 }
 

@@ -94,7 +94,9 @@ impl GraphLock {
         let got = unsafe {
             pg_sys::ConditionalLockPage(rel.raw(), GRAPH_LOCK_BLOCK, pg_sys::ExclusiveLock as i32)
         };
-        got.then_some(GraphLock { rel })
+        // Lazily: a guard made when the lock was not obtained would
+        // release, on drop, a lock this process does not hold.
+        got.then(|| GraphLock { rel })
     }
 }
 

@@ -1,0 +1,98 @@
+//! A corrupt index gives an ERROR, never a spin: chains on disk (overflow
+//! pages of duplicate rows, the pending list) are walked with a bound and
+//! with interrupts checked. The test corrupts pages in the file of a
+//! stopped server, then queries.
+
+mod support;
+
+use std::io::{Seek, SeekFrom, Write};
+use support::Cluster;
+
+const BLCKSZ: u64 = 8192;
+/// `PageOpaque::next` sits in the last 4 bytes of every page.
+const NEXT_AT: u64 = BLCKSZ - 4;
+
+/// Points the `next` link of `block` of the index file at `target`.
+fn relink(cluster: &Cluster, file: &str, block: u64, target: u32) {
+    let path = cluster.data().join(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.seek(SeekFrom::Start(block * BLCKSZ + NEXT_AT))
+        .expect("seek");
+    f.write_all(&target.to_ne_bytes()).expect("write");
+}
+
+fn expect_corrupt(client: &mut postgres::Client, query: &str) {
+    let err = client
+        .query(query, &[])
+        .expect_err("a query through a looping chain must fail");
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(
+        db.code(),
+        &postgres::error::SqlState::INDEX_CORRUPTED,
+        "{}",
+        db.message()
+    );
+    assert!(db.message().contains("does not end"), "{}", db.message());
+}
+
+#[test]
+fn looping_chains_are_errors() {
+    support::require_vdb();
+    let cluster = Cluster::start(
+        "corrupt",
+        &["vhnsw.merge_naptime = '1h'", "autovacuum = off"],
+    );
+    let mut c = cluster.connect("postgres");
+    // Five identical rows: one node, three of its TIDs on an overflow
+    // page, which CREATE INDEX writes right after the metapage (block 1).
+    c.batch_execute(
+        "CREATE EXTENSION vdb;
+         CREATE TABLE d (id int, v vector(4));
+         INSERT INTO d SELECT i, '[1,1,1,1]' FROM generate_series(1, 5) i;
+         INSERT INTO d SELECT i, ARRAY[random(), random(), random(), random()] FROM generate_series(6, 300) i;
+         CREATE INDEX d_idx ON d USING vhnsw (v vector_l2_ops);",
+    )
+    .expect("setup");
+    let built: i64 = support::one(&mut c, "SELECT pg_relation_size('d_idx') / 8192");
+    // Three pending pages after the built ones.
+    c.batch_execute(
+        "INSERT INTO d SELECT i, ARRAY[random(), random(), random(), random()] FROM generate_series(1000, 1800) i",
+    )
+    .expect("pending rows");
+    let file: String = support::one(&mut c, "SELECT pg_relation_filepath('d_idx')");
+    c.batch_execute("CHECKPOINT").expect("checkpoint");
+    drop(c);
+    cluster.stop();
+    relink(&cluster, &file, 1, 1); // the overflow page names itself
+    relink(&cluster, &file, built as u64, built as u32); // so does the first pending page
+    cluster.pg_ctl_start();
+    let mut c = cluster.connect("postgres");
+    c.batch_execute("SET statement_timeout = '120s'; SET enable_seqscan = off")
+        .expect("settings");
+    // The scan reads the pending list first: its loop is found first.
+    expect_corrupt(
+        &mut c,
+        "SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 10",
+    );
+    expect_corrupt(&mut c, "SELECT vhnsw_stats('d_idx')::text");
+    // With the pending list emptied by hand, the overflow chain's loop.
+    relink_after_restart(&cluster, &file, built);
+    let mut c = cluster.connect("postgres");
+    c.batch_execute("SET statement_timeout = '120s'; SET enable_seqscan = off")
+        .expect("settings");
+    expect_corrupt(
+        &mut c,
+        "SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 10",
+    );
+}
+
+/// Cuts the pending list after its first page (restoring a sound list),
+/// leaving the overflow page's loop.
+fn relink_after_restart(cluster: &Cluster, file: &str, first_pending: i64) {
+    cluster.stop();
+    relink(cluster, file, first_pending as u64, u32::MAX);
+    cluster.pg_ctl_start();
+}
