@@ -162,10 +162,13 @@ fn a_crash_inside_vacuum_cleanup_keeps_the_index_answering() {
 #[test]
 fn a_crash_while_reusing_a_wide_slot_loses_no_row() {
     let cluster = cluster("wide-reuse");
-    for mode in MODES {
+    // Which rows are deleted decides which slots are freed; over the three
+    // residues, live nodes (the entry point among them) sit next to freed
+    // ones, where a corrupt free list would send the next inserts.
+    for (mode, residue) in MODES.iter().flat_map(|m| (0..3).map(move |r| (m, r))) {
         let mut c = cluster.connect("postgres");
         table(&mut c, 7000, 40);
-        c.batch_execute("DELETE FROM t WHERE id % 3 = 0")
+        c.batch_execute(&format!("DELETE FROM t WHERE id % 3 = {residue}"))
             .expect("delete");
         c.batch_execute("VACUUM t").expect("free slots");
         let mut c = fail_at(
@@ -175,7 +178,7 @@ fn a_crash_while_reusing_a_wide_slot_loses_no_row() {
             "INSERT INTO t SELECT 1000, ARRAY(SELECT random() * 2 - 1 FROM generate_series(1, 7000))::vector(7000)",
         );
         insert(&mut c, 7000, 2000, 20);
-        all_found_and_clean(&mut c, &format!("wide slots{mode}"));
+        all_found_and_clean(&mut c, &format!("wide slots{mode}, residue {residue}"));
     }
 }
 
@@ -212,19 +215,23 @@ fn a_merge_between_a_scans_two_reads_hides_nothing() {
     table(&mut c, 16, 2000);
     insert(&mut c, 16, 5000, 1);
     let mut reader = cluster.connect("postgres");
+    let (ready, started) = std::sync::mpsc::channel();
     let scan = std::thread::spawn(move || {
+        // vdb loaded first, so the scan reaches the failpoint at once.
         reader
             .batch_execute(
-                "SET enable_seqscan = off; SET vhnsw.failpoint = 'scan_between_reads:sleep'",
+                "SET enable_seqscan = off; SELECT vhnsw_stats('t_l2'); SET vhnsw.failpoint = 'scan_between_reads:sleep'",
             )
             .expect("settings");
+        ready.send(()).expect("ready");
         let found: i32 = support::one(
             &mut reader,
             "SELECT id FROM t ORDER BY v <=> (SELECT v FROM t WHERE id = 5000) LIMIT 1",
         );
         found
     });
-    std::thread::sleep(Duration::from_millis(300));
+    started.recv().expect("reader ready");
+    std::thread::sleep(Duration::from_millis(500));
     let merged: i64 = support::one(&mut c, "SELECT vhnsw_merge('t_cos')");
     assert_eq!(merged, 1);
     assert_eq!(scan.join().expect("scan thread"), 5000);
@@ -357,12 +364,15 @@ fn a_scan_with_an_old_snapshot_reads_no_unknown_block() {
         .expect("delete");
     c.batch_execute("VACUUM t").expect("free slots");
     let mut reader = cluster.connect("postgres");
+    let (ready, started) = std::sync::mpsc::channel();
     let scan = std::thread::spawn(move || {
+        // vdb loaded first, so the scan reaches the failpoint at once.
         reader
             .batch_execute(
-                "SET enable_seqscan = off; SET vhnsw.failpoint = 'scan_first_round:sleep'",
+                "SET enable_seqscan = off; SELECT vhnsw_stats('t_l2'); SET vhnsw.failpoint = 'scan_first_round:sleep'",
             )
             .expect("settings");
+        ready.send(()).expect("ready");
         reader
             .query(
                 "SELECT id FROM t ORDER BY v <-> (SELECT v FROM t WHERE id = 1200) LIMIT 10",
@@ -372,7 +382,8 @@ fn a_scan_with_an_old_snapshot_reads_no_unknown_block() {
     });
     // While the scan waits with its snapshot: new nodes in the freed
     // slots, with new upper slots in new extents.
-    std::thread::sleep(Duration::from_millis(300));
+    started.recv().expect("reader ready");
+    std::thread::sleep(Duration::from_millis(200));
     insert(&mut c, 16, 10_000, 1200);
     c.batch_execute("SELECT vhnsw_merge('t_l2')")
         .expect("merge");
