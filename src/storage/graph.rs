@@ -6,7 +6,7 @@
 //! a distance in place) before releasing it. A [`PageGraph`] is a snapshot
 //! of the metapage taken when it was opened: node ids and upper slots past
 //! that snapshot were published later and are not followed. Every change
-//! goes through [`super::writer::GraphWriter`].
+//! goes through the graph writer (`writer.rs`).
 
 use super::buffer::{Block, PageRead, Pinned};
 use super::layout::{

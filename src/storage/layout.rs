@@ -39,7 +39,7 @@
 //! slot keeps its `level` and `upper_first`, so a node of that level or
 //! lower reuses its upper slots too. The order of WAL records of every
 //! write, and why a crash between any two leaves a sound index, is in
-//! [`super::writer`].
+//! the graph writer's module (`writer.rs`).
 //!
 //! **Why this layout.** A node id is a dense `u32`. Its page and byte
 //! offset follow by arithmetic: `node / nodes_per_page` is its unit in the

@@ -2,11 +2,11 @@
 //!
 //! Two kinds of writers share it. Pending-list appenders change only the
 //! list's fields, under the buffer lock alone; the graph writer
-//! ([`super::writer`]) changes the graph's fields under the graph lock.
+//! (`writer.rs`) changes the graph's fields under the graph lock.
 //! Each writes the page from the copy it read under the exclusive buffer
 //! lock, changing only its own fields, so neither undoes the other's.
 
-use super::buffer::PageRead;
+use super::buffer::{PageRead, WalBatch};
 use super::layout::{
     self, Geometry, Meta, INVALID_BLOCK, LAYOUT_VERSION, MAGIC, META_BLOCK, NODE_EXTENTS, NO_NODE,
     UPPER_EXTENTS,
@@ -84,4 +84,21 @@ pub fn params_of(meta: &Meta) -> SqlResult<Params> {
         m: usize::from(meta.m),
         ef_construction: usize::from(meta.ef_construction),
     })
+}
+
+/// Writes `meta`'s graph fields into the metapage in `batch` (which locks
+/// it); the pending list's fields stay as they are on the page, since
+/// appenders change them without the graph lock. Only the graph writer,
+/// which holds the graph lock, calls this.
+pub fn put_graph_fields(batch: &mut WalBatch, meta: &Meta) {
+    let i = batch.page(META_BLOCK, None);
+    let current = get_meta(batch.bytes(i));
+    let mut meta = *meta;
+    meta.pending_head = current.pending_head;
+    meta.pending_tail = current.pending_tail;
+    meta.pending_free = current.pending_free;
+    meta.next_pending_seq = current.next_pending_seq;
+    meta.pending_head_seq = current.pending_head_seq;
+    meta.pending_done = current.pending_done;
+    put_meta(batch.bytes_mut(i), &meta);
 }

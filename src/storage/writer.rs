@@ -49,15 +49,15 @@
 //!   and free-list head together). (2) and (3) wait for the scans that
 //!   are starting ([`ScanLock`]), so none starts from a freed entry point.
 
-use super::alloc::Region;
+use super::alloc::{self, Region};
 use super::buffer::{PageRead, WalBatch, MAX_BATCH_PAGES};
 use super::graph::{chain_error, encode_slot, encode_upper, write_overflow, PageGraph, MAX_CHAIN};
 use super::layout::{
-    self, Meta, NodeHeader, OverflowHeader, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK, META_BLOCK,
+    self, Meta, NodeHeader, OverflowHeader, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK,
     NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
     PENDING_MERGED,
 };
-use super::meta::{get_meta, put_meta, set_dims};
+use super::meta::{put_graph_fields, set_dims};
 use super::pending::{self, EntryRef};
 use super::Index;
 use crate::error::{SqlError, SqlResult, SqlState};
@@ -207,26 +207,10 @@ impl GraphWriter {
         Ok(w)
     }
 
-    /// Writes `meta`'s graph fields into the metapage in `batch`; the
-    /// pending list's fields stay as they are on the page, since appenders
-    /// change them without the graph lock.
-    pub(super) fn put_meta_in(&self, batch: &mut WalBatch, meta: &Meta) {
-        let i = batch.page(META_BLOCK, None);
-        let current = get_meta(batch.bytes(i));
-        let mut meta = *meta;
-        meta.pending_head = current.pending_head;
-        meta.pending_tail = current.pending_tail;
-        meta.pending_free = current.pending_free;
-        meta.next_pending_seq = current.next_pending_seq;
-        meta.pending_head_seq = current.pending_head_seq;
-        meta.pending_done = current.pending_done;
-        put_meta(batch.bytes_mut(i), &meta);
-    }
-
     /// Writes the in-memory metapage in a record of its own.
     pub fn write_meta(&self) {
         let mut batch = WalBatch::start(self.rel);
-        self.put_meta_in(&mut batch, &self.meta);
+        put_graph_fields(&mut batch, &self.meta);
         batch.commit();
     }
 
@@ -325,7 +309,13 @@ impl GraphWriter {
         let level = plan.level;
         let (node, reused) = self.claim_slot()?;
         if reused.is_none() {
-            self.reserve(Region::Nodes, g.node_unit(node).0)?;
+            alloc::reserve(
+                self.rel,
+                &mut self.graph.meta,
+                &g,
+                Region::Nodes,
+                g.node_unit(node).0,
+            )?;
         }
         // A freed slot keeps the upper slots of its old level.
         let (upper_first, fresh_uppers) = match reused {
@@ -334,7 +324,13 @@ impl GraphWriter {
         };
         if fresh_uppers {
             let last = upper_first + u32::from(level) - 1;
-            self.reserve(Region::Uppers, g.upper_page(last).0)?;
+            alloc::reserve(
+                self.rel,
+                &mut self.graph.meta,
+                &g,
+                Region::Uppers,
+                g.upper_page(last).0,
+            )?;
         }
         failpoint::hit("add_node_reserved");
 
@@ -347,7 +343,7 @@ impl GraphWriter {
             .rev()
         {
             let mut batch = WalBatch::start(self.rel);
-            let (block, i) = self.new_loose_page(&mut batch, PageKind::Overflow);
+            let (block, i) = alloc::new_loose_page(self.rel, &mut batch, PageKind::Overflow);
             write_overflow(batch.bytes_mut(i), chunk, overflow);
             batch.commit();
             overflow = block;
@@ -459,7 +455,7 @@ impl GraphWriter {
                 if let Some(at) = merged {
                     pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
                 }
-                self.put_meta_in(&mut batch, meta);
+                put_graph_fields(&mut batch, meta);
             } else {
                 failpoint::hit("publish_between_records");
             }
@@ -500,7 +496,8 @@ impl GraphWriter {
                 }
             }
             if !added {
-                let (new_block, j) = self.new_loose_page(&mut batch, PageKind::Overflow);
+                let (new_block, j) =
+                    alloc::new_loose_page(self.rel, &mut batch, PageKind::Overflow);
                 write_overflow(batch.bytes_mut(j), &[tid], header.overflow);
                 header_mut(&mut batch, i, offset).overflow = new_block;
             }
@@ -650,7 +647,7 @@ impl GraphWriter {
             meta.free_node = node;
             meta.free_nodes += 1;
             meta.deleted_nodes = meta.deleted_nodes.saturating_sub(1);
-            self.put_meta_in(&mut batch, &meta);
+            put_graph_fields(&mut batch, &meta);
             batch.commit();
             self.graph.meta = meta;
         }
