@@ -69,24 +69,24 @@ fn looping_chains_are_errors() {
     relink(&cluster, &file, 1, 1); // the overflow page names itself
     relink(&cluster, &file, built as u64, built as u32); // so does the first pending page
     cluster.pg_ctl_start();
-    let mut c = cluster.connect("postgres");
-    c.batch_execute("SET statement_timeout = '120s'; SET enable_seqscan = off")
-        .expect("settings");
+    let mut c = index_scans(&cluster);
     // The scan reads the pending list first: its loop is found first.
-    expect_corrupt(
-        &mut c,
-        "SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 10",
-    );
+    expect_corrupt(&mut c, NEAREST_DUPLICATES);
     expect_corrupt(&mut c, "SELECT vhnsw_stats('d_idx')::text");
     // With the pending list emptied by hand, the overflow chain's loop.
     relink_after_restart(&cluster, &file, built);
+    expect_corrupt(&mut index_scans(&cluster), NEAREST_DUPLICATES);
+}
+
+/// Reaches the node of the five identical rows, and its overflow page.
+const NEAREST_DUPLICATES: &str = "SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 10";
+
+/// A connection that scans through the index, and gives up on a spin.
+fn index_scans(cluster: &Cluster) -> postgres::Client {
     let mut c = cluster.connect("postgres");
     c.batch_execute("SET statement_timeout = '120s'; SET enable_seqscan = off")
         .expect("settings");
-    expect_corrupt(
-        &mut c,
-        "SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 10",
-    );
+    c
 }
 
 /// Cuts the pending list after its first page (restoring a sound list),

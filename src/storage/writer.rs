@@ -274,6 +274,13 @@ impl GraphWriter {
         Ok(())
     }
 
+    /// Makes sure `region` has room for its unit `unit` (see
+    /// [`alloc::reserve`]).
+    fn reserve(&mut self, region: Region, unit: u32) -> SqlResult<()> {
+        let geometry = self.geometry;
+        alloc::reserve(self.rel, &mut self.graph.meta, &geometry, region, unit)
+    }
+
     /// The slot a new node takes: the head of the free list (checked to
     /// be free: a slot in use is never overwritten) or the next new one,
     /// with the header it has now if reused.
@@ -309,13 +316,7 @@ impl GraphWriter {
         let level = plan.level;
         let (node, reused) = self.claim_slot()?;
         if reused.is_none() {
-            alloc::reserve(
-                self.rel,
-                &mut self.graph.meta,
-                &g,
-                Region::Nodes,
-                g.node_unit(node).0,
-            )?;
+            self.reserve(Region::Nodes, g.node_unit(node).0)?;
         }
         // A freed slot keeps the upper slots of its old level.
         let (upper_first, fresh_uppers) = match reused {
@@ -324,13 +325,7 @@ impl GraphWriter {
         };
         if fresh_uppers {
             let last = upper_first + u32::from(level) - 1;
-            alloc::reserve(
-                self.rel,
-                &mut self.graph.meta,
-                &g,
-                Region::Uppers,
-                g.upper_page(last).0,
-            )?;
+            self.reserve(Region::Uppers, g.upper_page(last).0)?;
         }
         failpoint::hit("add_node_reserved");
 
