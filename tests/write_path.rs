@@ -313,3 +313,52 @@ fn merge_workers_leave_a_database_being_dropped() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(workers(&mut c), 0);
 }
+
+/// A burst of inserts that each start a page of the pending list (wide
+/// vectors: one per page) asks for one merge worker, not one per insert:
+/// the request stands in the metapage until the worker ends. Counted from
+/// the postmaster's "registering background worker" lines.
+#[test]
+fn a_burst_of_wide_inserts_asks_for_one_merge_worker() {
+    support::require_vdb();
+    let cluster = Cluster::start(
+        "one_request",
+        &[
+            "log_min_messages = debug1",
+            "max_worker_processes = 32",
+            "vhnsw.merge_naptime = '2s'",
+        ],
+    );
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION vdb;
+         CREATE TABLE t (id int, v vector(1500));
+         CREATE INDEX t_v_idx ON t USING vhnsw (v vector_l2_ops);",
+    )
+    .expect("schema");
+    let registered = |cluster: &Cluster| {
+        cluster
+            .log()
+            .lines()
+            .filter(|l| l.contains("registering background worker \"vdb merge"))
+            .count()
+    };
+    let before = registered(&cluster);
+    // Several statements, so that a worker started by the first has time
+    // to come up while the others insert.
+    for batch in 0..10 {
+        c.batch_execute(&format!(
+            "INSERT INTO t SELECT i, (SELECT array_agg(i + d) FROM generate_series(1, 1500) d)::vector
+               FROM generate_series({0}, {0} + 29) i",
+            batch * 30
+        ))
+        .expect("wide inserts");
+    }
+    wait_merged(&mut c, &cluster, Duration::from_secs(120));
+    let asked = registered(&cluster) - before;
+    assert!(
+        (1..=2).contains(&asked),
+        "{asked} merge workers registered for one burst of 300 inserts"
+    );
+    assert_eq!(check(&mut c), "");
+}

@@ -22,7 +22,7 @@ use vdb_core::hnsw::{GraphStore, Metric, NodeId};
 pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
     let mut problems = Vec::new();
     let n = graph.node_count();
-    let flags: Vec<u8> = (0..n).map(|i| graph.header(i).flags).collect();
+    let flags: Vec<u8> = (0..n).map(|i| graph.header(i).state()).collect();
     let in_use = |i: NodeId| flags.get(i as usize).is_some_and(|f| f & NODE_IN_USE != 0);
     let live = |i: NodeId| in_use(i) && flags[i as usize] & NODE_DELETED == 0;
     let mut list = Vec::new();
@@ -105,11 +105,12 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
             ));
         }
     }
-    // Every upper-level slot belongs to one node, inside the region.
+    // Every upper-level slot belongs to one node slot (in use or free:
+    // a slot keeps its run), inside the region.
     let mut owner: HashMap<(u32, usize), NodeId> = HashMap::new();
-    for node in (0..n).filter(|&i| in_use(i)) {
+    for node in (0..n).filter(|&i| in_use(i) || flags[i as usize] == NODE_FREE) {
         let header = graph.header(node);
-        for l in 1..=u32::from(header.level) {
+        for l in 1..=u32::from(header.upper_capacity()) {
             let slot = header.upper_first + l - 1;
             if slot >= graph.meta.upper_count {
                 problems.push(format!(
@@ -154,6 +155,30 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
             on_list.len(),
             graph.meta.free_nodes
         ));
+    }
+    // Every overflow page is in one chain: a live node's or the free list.
+    let mut page_owner: HashMap<u32, String> = HashMap::new();
+    let chains = (0..n)
+        .filter(|&i| in_use(i))
+        .map(|node| (format!("node {node}"), graph.header(node).overflow, node))
+        .chain(std::iter::once((
+            "the free overflow list".to_string(),
+            graph.meta.free_overflow,
+            NO_NODE,
+        )));
+    for (owner, first, node) in chains {
+        match graph.overflow_chain(first, node) {
+            Ok(pages) => {
+                for page in pages {
+                    if let Some(other) = page_owner.insert(page, owner.clone()) {
+                        problems.push(format!(
+                            "overflow page {page} is in the chains of {other} and {owner}"
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{owner}: {e}")),
+        }
     }
     let unreachable: Vec<NodeId> = (0..n)
         // A node still being linked (an insert in progress, or cut short by
@@ -411,9 +436,13 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
     let mut degree0 = 0u64;
     let mut live = 0u64;
     let mut in_use = 0u64;
+    let mut owned_uppers = 0u64;
     let mut list = Vec::new();
     for node in 0..n {
         let h = graph.header(node);
+        if h.state() & (NODE_IN_USE | NODE_FREE) != 0 {
+            owned_uppers += u64::from(h.upper_capacity());
+        }
         if h.flags & NODE_IN_USE == 0 {
             continue;
         }
@@ -435,6 +464,10 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
         pending::live_count(index, graph.dims())?
     };
     let pages = crate::storage::buffer::block_count(index);
+    let free_overflow = graph.overflow_chain(meta.free_overflow, NO_NODE)?.len();
+    // Upper slots that no slot's run holds: lost when a node reused a slot
+    // whose run was shorter than its level.
+    let lost_uppers = u64::from(meta.upper_count).saturating_sub(owned_uppers);
     // TimestampTz counts microseconds from 2000-01-01.
     let last_merge = if meta.last_merge == 0 {
         0.0
@@ -442,11 +475,12 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
         meta.last_merge as f64 / 1e6 + 946_684_800.0
     };
     Ok(format!(
-        "{{\"nodes\": {live}, \"deleted_nodes\": {}, \"free_slots\": {}, \"pending\": {pending}, \"merged_total\": {}, \
+        "{{\"nodes\": {live}, \"deleted_nodes\": {}, \"free_slots\": {}, \"free_overflow_pages\": {free_overflow}, \"upper_slots\": {}, \"upper_slots_lost\": {lost_uppers}, \"pending\": {pending}, \"merged_total\": {}, \
          \"last_merge_epoch\": {last_merge}, \"dims\": {}, \"m\": {}, \"ef_construction\": {}, \"entry_level\": {}, \
          \"nodes_per_level\": {:?}, \"avg_degree_level0\": {:.2}, \"index_pages\": {pages}, \"index_bytes\": {}}}",
         meta.deleted_nodes,
         meta.free_nodes,
+        meta.upper_count,
         meta.merged_total,
         meta.dims,
         meta.m,

@@ -70,8 +70,8 @@ fn insert(index: Index, raw: &[f32], tid: Tid) -> SqlResult<()> {
         // Back-pressure: this backend merges a batch before returning.
         merge_batch(index, merge_batch_size(), LockMode::Wait)?;
     }
-    if appended.was_empty || appended.new_page {
-        // Cheap when a worker already runs (one lock-table probe per page).
+    if appended.ask_worker {
+        // Cheap when a worker already runs (one lock-table probe).
         worker::request_merge(index);
     }
     Ok(())

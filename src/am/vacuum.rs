@@ -118,7 +118,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     merge_pending(index);
     {
         let mut graph = or_raise(GraphWriter::open(GraphLock::acquire(index)));
-        graph.repair_deleted();
+        or_raise(graph.repair_deleted());
         graph.link_unreachable();
     }
     let had_stats = !stats.is_null();

@@ -2,7 +2,9 @@
 //!
 //! Without `shared_preload_libraries`, a backend whose insert started the
 //! list or a new page of it starts a dynamic merge worker for that index,
-//! unless one runs already. With
+//! unless one runs already or another backend asked for one in the last
+//! seconds (the request is recorded in the metapage, see
+//! `pending::claim_request`, and withdrawn by the worker as it ends). With
 //! vdb preloaded, it queues the request in shared memory instead and a
 //! long-lived launcher starts the workers. Temporary indexes get no
 //! worker (no other process can open them): their inserts merge
@@ -198,6 +200,13 @@ fn merge_step(index_oid: pg_sys::Oid) -> Step {
     })
 }
 
+fn withdraw_request(index_oid: pg_sys::Oid) -> Step {
+    with_open_index(index_oid, |index| {
+        pending::withdraw_request(index);
+        Step::Empty
+    })
+}
+
 fn pending_now(index_oid: pg_sys::Oid) -> Step {
     with_open_index(index_oid, |index| {
         let live = read_meta(index).and_then(|meta| pending::live_count(index, meta.dims as usize));
@@ -317,8 +326,10 @@ pub extern "C-unwind" fn vdb_merge_worker_main(arg: pg_sys::Datum) {
             Step::More(left) if left < pending_limit() => awake = nap(merge_naptime()),
             Step::More(_) => awake = !database_going_away(),
             Step::Empty => {
-                // A backend that appended while we held the lock did not
-                // start a worker: look again after letting go.
+                // A backend that appended while we held the lock or the
+                // request stood did not start a worker: withdraw the
+                // request, let go, then look again.
+                BackgroundWorker::transaction(|| withdraw_request(index_oid));
                 unlock(&tag, true);
                 let more = matches!(
                     BackgroundWorker::transaction(|| pending_now(index_oid)),

@@ -200,6 +200,25 @@ impl PageGraph {
         Ok(out)
     }
 
+    /// The pages of the overflow chain starting at `first` (of node `at`,
+    /// for the error), in order, bounded like every on-disk chain.
+    pub fn overflow_chain(&self, first: Block, at: u32) -> SqlResult<Vec<Block>> {
+        let limit = MAX_CHAIN.min(super::buffer::block_count(self.rel) as usize);
+        let mut chain = Vec::new();
+        let mut next = first;
+        while let Some(block) = layout::chain_link(next) {
+            if chain.len() >= limit {
+                return Err(chain_error("overflow chain", at));
+            }
+            if chain.len() % 64 == 63 {
+                pgrx::check_for_interrupts!();
+            }
+            chain.push(block);
+            next = layout::opaque(PageRead::new(self.rel, block).bytes()).next;
+        }
+        Ok(chain)
+    }
+
     /// `node`'s TIDs, if its slot still holds the vector a search measured
     /// at distance `c.distance` from `query` (VACUUM may have freed and
     /// reused the slot since).

@@ -35,9 +35,11 @@
 //! recycled; the metapage records the head page's sequence number so a
 //! reader can tell when the list moved under it. Freed node slots (deleted
 //! rows, after VACUUM repaired every link to them) are chained through
-//! `overflow` from `Meta::free_node` and reused by later merges; a freed
-//! slot keeps its `level` and `upper_first`, so a node of that level or
-//! lower reuses its upper slots too. The order of WAL records of every
+//! `overflow` from `Meta::free_node` and reused by later merges; a slot
+//! keeps its run of upper slots for life (`upper_first`, and its length
+//! in the high bits of `flags`), so a node of that level or lower reuses
+//! them. A freed node's overflow pages go onto `Meta::free_overflow`,
+//! reused once no snapshot older than their freeing is left. The order of WAL records of every
 //! write, and why a crash between any two leaves a sound index, is in
 //! the graph writer's module (`writer.rs`).
 //!
@@ -177,8 +179,21 @@ pub struct Meta {
     /// list (at most: a crash can lose an increment, never add one), so
     /// that pages × entries per page − this bounds the live entries.
     pub pending_done: u32,
-    pub reserved: [u32; 3],
-    pub _pad2: u32,
+    /// Overflow pages of freed nodes, chained through `PageOpaque::next`;
+    /// 0 (the metapage's block, never an overflow page) or
+    /// `INVALID_BLOCK` when there are none.
+    pub free_overflow: u32,
+    /// The transaction id (64-bit, as two native-endian halves, low
+    /// first) that was next when the newest page went onto
+    /// `free_overflow`: the list's pages are reused only once every
+    /// snapshot is newer, so no scan still reading a freed node's chain
+    /// sees another node's TIDs there. Older pages are deeper in the
+    /// list, so the head's horizon covers them all.
+    pub free_overflow_xid: [u32; 2],
+    /// When a merge worker was last asked for (seconds of the
+    /// `TimestampTz` epoch, 0 once a worker has finished): appenders ask
+    /// at most once per [`MERGE_REQUEST_SECS`] while a request stands.
+    pub merge_requested: u32,
     /// Entries merged into the graph, ever.
     pub merged_total: u64,
     /// When the last merge finished (`TimestampTz`, 0 if never).
@@ -293,8 +308,43 @@ pub fn pending_per_page(dims: usize) -> usize {
     (PAYLOAD - PENDING_HEADER) / pending_entry_size(dims)
 }
 
-/// `NodeHeader::flags`: the slot is on the free list (no other flag set).
+/// `NodeHeader::flags`: the slot is on the free list (no other state
+/// flag set).
 pub const NODE_FREE: u8 = 4;
+/// The state bits of `NodeHeader::flags` (in use, deleted, free).
+pub const NODE_STATE: u8 = 0x0f;
+/// The high bits of `NodeHeader::flags`: how many upper slots the slot's
+/// run at `upper_first` holds, when more than its node's level (a node
+/// reusing the slot of a higher one keeps the run for the next).
+const UPPER_CAPACITY_SHIFT: u8 = 4;
+
+/// Seconds a merge-worker request stands before another backend may ask
+/// again (the worker clears it when it ends).
+pub const MERGE_REQUEST_SECS: u32 = 10;
+
+/// The page a chain link names, if any: `0` (the metapage, which no
+/// chain holds: see `Meta::free_overflow`) and `INVALID_BLOCK` end it.
+pub fn chain_link(block: u32) -> Option<u32> {
+    (block != 0 && block != INVALID_BLOCK).then_some(block)
+}
+
+impl NodeHeader {
+    /// The slot's state bits (`NODE_IN_USE`, `NODE_DELETED`, `NODE_FREE`).
+    pub fn state(&self) -> u8 {
+        self.flags & NODE_STATE
+    }
+
+    /// Upper slots the run at `upper_first` holds.
+    pub fn upper_capacity(&self) -> u8 {
+        (self.flags >> UPPER_CAPACITY_SHIFT).max(self.level)
+    }
+
+    /// Records that the run at `upper_first` holds `capacity` slots.
+    pub fn set_upper_capacity(&mut self, capacity: u8) {
+        debug_assert!(capacity <= NODE_STATE);
+        self.flags = self.state() | (capacity.min(NODE_STATE) << UPPER_CAPACITY_SHIFT);
+    }
+}
 
 /// Sizes derived from dimensions and `m`; fixed for the life of an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The metapage (block 0): the one place that reads and writes it.
 //!
 //! Two kinds of writers share it. Pending-list appenders change only the
-//! list's fields, under the buffer lock alone; the graph writer
+//! list's fields (and the merge-worker request), under the buffer lock
+//! alone; the graph writer
 //! (`writer.rs`) changes the graph's fields under the graph lock.
 //! Each writes the page from the copy it read under the exclusive buffer
 //! lock, changing only its own fields, so neither undoes the other's.
@@ -100,5 +101,6 @@ pub fn put_graph_fields(batch: &mut WalBatch, meta: &Meta) {
     meta.next_pending_seq = current.next_pending_seq;
     meta.pending_head_seq = current.pending_head_seq;
     meta.pending_done = current.pending_done;
+    meta.merge_requested = current.merge_requested;
     put_meta(batch.bytes_mut(i), &meta);
 }

@@ -10,11 +10,13 @@ use super::buffer::{self, Block, PageRead, WalBatch};
 use super::graph::chain_error;
 use super::layout::{
     self, pending_entry_size, pending_per_page, Meta, PageKind, PendingEntry, PendingHeader, Tid,
-    INVALID_BLOCK, META_BLOCK, PENDING_DEAD, PENDING_ENTRY, PENDING_HEADER, PENDING_MERGED,
+    INVALID_BLOCK, MERGE_REQUEST_SECS, META_BLOCK, PENDING_DEAD, PENDING_ENTRY, PENDING_HEADER,
+    PENDING_MERGED,
 };
 use super::meta::{put_meta, read_meta};
 use super::Index;
 use crate::error::SqlResult;
+use pgrx::pg_sys;
 use vdb_core::hnsw::Point;
 
 /// Times a reader starts over because the list moved under it before it
@@ -46,6 +48,40 @@ pub struct Appended {
     pub new_page: bool,
     /// Entries in the list, at most (whole pages between head and tail).
     pub estimate: usize,
+    /// This append started the list or a page of it and no merge-worker
+    /// request stands: the caller asks for one (see [`claim_request`]).
+    pub ask_worker: bool,
+}
+
+/// Whether an appender that started the list or a page of it should ask
+/// for a merge worker: only if no request made in the last
+/// [`MERGE_REQUEST_SECS`] stands. Records the request in `meta` (the
+/// locked metapage copy the caller writes back), so that of the backends
+/// appending meanwhile one asks, not each (a dynamic worker takes a
+/// moment to start and show that it runs).
+fn claim_request(meta: &mut Meta) -> bool {
+    // SAFETY: GetCurrentTimestamp only reads the clock.
+    let now = (unsafe { pg_sys::GetCurrentTimestamp() } / 1_000_000).max(1) as u32;
+    if meta.merge_requested != 0 && now.wrapping_sub(meta.merge_requested) < MERGE_REQUEST_SECS {
+        return false;
+    }
+    meta.merge_requested = now;
+    true
+}
+
+/// Withdraws the standing merge-worker request: a worker calls this when
+/// it ends, before it looks at the list a last time, so an append after
+/// that look asks for a new worker.
+pub fn withdraw_request(rel: Index) {
+    let mut batch = WalBatch::start(rel);
+    let m = batch.page(META_BLOCK, None);
+    let mut meta = *layout::read::<Meta>(layout::payload(batch.bytes(m)), 0);
+    if meta.merge_requested == 0 {
+        return; // nothing to write: the batch is dropped unwritten
+    }
+    meta.merge_requested = 0;
+    put_meta(batch.bytes_mut(m), &meta);
+    batch.commit();
 }
 
 /// Upper bound of the entries in the list, from the metapage.
@@ -119,12 +155,14 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
             meta.pending_head = block;
             meta.pending_tail = block;
             meta.pending_head_seq = seq;
+            let ask_worker = claim_request(&mut meta);
             put_meta(batch.bytes_mut(m), &meta);
             batch.commit();
             return Ok(Appended {
                 was_empty: true,
                 new_page: true,
                 estimate: 1,
+                ask_worker,
             });
         }
 
@@ -145,14 +183,25 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
             let payload = layout::payload_mut(batch.bytes_mut(t));
             write_entry(payload, dims, usize::from(header.count), point, tid);
             layout::read_mut::<PendingHeader>(payload, 0).count += 1;
-            batch.commit();
             // Every earlier entry merged (or dead): the list was empty
             // (a hint: `meta` was read before the tail was locked).
             let was_empty = meta.pending_head == meta.pending_tail && header.done == header.count;
+            let mut ask_worker = false;
+            if was_empty {
+                // Tail page, then metapage: the lock order.
+                let m = batch.page(META_BLOCK, None);
+                let mut locked = *layout::read::<Meta>(layout::payload(batch.bytes(m)), 0);
+                ask_worker = claim_request(&mut locked);
+                if ask_worker {
+                    put_meta(batch.bytes_mut(m), &locked);
+                }
+            }
+            batch.commit();
             return Ok(Appended {
                 was_empty,
                 new_page: false,
                 estimate: estimate(&meta),
+                ask_worker,
             });
         }
 
@@ -166,12 +215,14 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
         layout::opaque_mut(batch.bytes_mut(t)).next = block;
         meta.next_pending_seq = seq.wrapping_add(1);
         meta.pending_tail = block;
+        let ask_worker = claim_request(&mut meta);
         put_meta(batch.bytes_mut(m), &meta);
         batch.commit();
         return Ok(Appended {
             was_empty,
             new_page: true,
             estimate: estimate(&meta),
+            ask_worker,
         });
     }
     Err(chain_error("pending list", META_BLOCK))

@@ -26,18 +26,20 @@
 //!   record initialises the extent's last page *and* records the extent
 //!   in the metapage. A crash before that record leaves zeroed pages that
 //!   no extent names (space, reclaimed by REINDEX), never a page in use.
-//! - **New node** ([`GraphWriter::insert_point`]): (1) overflow pages of
-//!   extra TIDs, (2) upper-level lists, (3) the slot's pages after its
-//!   first, all into slots nothing points to yet (past `node_count` /
-//!   `upper_count`, or a slot on the free list); (4) one record with the
+//! - **New node** ([`GraphWriter::insert_point`]): (1) upper-level
+//!   lists, (2) the slot's pages after its first, all into slots nothing
+//!   points to yet (past `node_count` / `upper_count`, or a slot on the
+//!   free list with its own run of upper slots); (3) one record with the
 //!   slot's first page (its header), the pending entry flagged merged,
 //!   and the metapage that publishes the node (node count or free-list
-//!   pop, entry point) and names it `linking`. (5) Link-back: one record
+//!   pop, entry point) and names it `linking`. (4) Link-back: one record
 //!   per neighbour list. Until link-back ends, only `linking` may lack
 //!   incoming links; scans search it directly, and the next writer
 //!   finishes its link-back ([`GraphWriter::open`]).
-//! - **New TID for an existing node**: one record with the node's page
-//!   (and a new overflow page) and the pending entry flagged merged.
+//! - **New TID for an existing node**: one record with the node's page,
+//!   the overflow page that takes it (new, or popped off the free
+//!   overflow list together with the metapage) and the pending entry
+//!   flagged merged.
 //! - **Dead TIDs** ([`GraphWriter::set_tids`]): each overflow page, then
 //!   the header (inline TIDs, deleted flag); every TID stays on its page.
 //!   A crash in between leaves dead TIDs that the next VACUUM removes
@@ -46,12 +48,16 @@
 //!   every list pointing at them is redone (records per list); (2) if
 //!   the entry point goes, the metapage names a live one; (3) each slot
 //!   goes onto the free list in one record with the metapage (slot header
-//!   and free-list head together). (2) and (3) wait for the scans that
-//!   are starting ([`ScanLock`]), so none starts from a freed entry point.
+//!   and free-list head together), its overflow chain spliced onto the
+//!   free overflow list in the same record (the chain's last page). (2)
+//!   and (3) wait for the scans that are starting ([`ScanLock`]), so none
+//!   starts from a freed entry point; freed overflow pages wait for every
+//!   older snapshot to end before reuse, so a scan that read the node
+//!   before never follows its chain into another node's TIDs.
 
 use super::alloc::{self, Region};
 use super::buffer::{PageRead, WalBatch, MAX_BATCH_PAGES};
-use super::graph::{chain_error, encode_slot, encode_upper, write_overflow, PageGraph, MAX_CHAIN};
+use super::graph::{encode_slot, encode_upper, write_overflow, PageGraph};
 use super::layout::{
     self, Meta, NodeHeader, OverflowHeader, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK,
     NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
@@ -254,7 +260,7 @@ impl GraphWriter {
                 lists: vec![Vec::new(); usize::from(level) + 1],
                 nearest: None,
             };
-            self.add_node(point, &[tid], &plan, merged)?;
+            self.add_node(point, tid, &plan, merged)?;
             return Ok(());
         }
         let plan = plan(self, search, point, level, None);
@@ -263,7 +269,7 @@ impl GraphWriter {
                 return self.add_tid(nearest.node, tid, merged);
             }
         }
-        let node = self.add_node(point, &[tid], &plan, merged)?;
+        let node = self.add_node(point, tid, &plan, merged)?;
         failpoint::hit("insert_before_link_back");
         link_back_with(&*self, node, &plan, |work, metric| {
             self.pool.reselect(work, metric)
@@ -291,7 +297,7 @@ impl GraphWriter {
         }
         let header = (free < self.meta.node_count).then(|| self.header(free));
         match header {
-            Some(h) if h.flags == NODE_FREE => Ok((free, Some(h))),
+            Some(h) if h.state() == NODE_FREE => Ok((free, Some(h))),
             _ => Err(SqlError::new(
                 SqlState::IndexCorrupted,
                 format!(
@@ -302,13 +308,13 @@ impl GraphWriter {
         }
     }
 
-    /// Creates a node for `point` with heap TIDs `tids` and the neighbour
+    /// Creates a node for `point` with heap TID `tid` and the neighbour
     /// lists of `plan`, and publishes it (see the module doc for the order
     /// of records). Returns its id.
     fn add_node(
         &mut self,
         point: &Point,
-        tids: &[Tid],
+        tid: Tid,
         plan: &Plan,
         merged: Option<EntryRef>,
     ) -> SqlResult<NodeId> {
@@ -318,10 +324,15 @@ impl GraphWriter {
         if reused.is_none() {
             self.reserve(Region::Nodes, g.node_unit(node).0)?;
         }
-        // A freed slot keeps the upper slots of its old level.
-        let (upper_first, fresh_uppers) = match reused {
-            Some(h) if h.level >= level => (h.upper_first, false),
-            _ => (self.meta.upper_count, level > 0),
+        // A slot keeps its run of upper slots for life, whatever the level
+        // of the node in it. A node higher than the run gets a new one and
+        // the old run is lost; a slot's capacity only grows, so that
+        // happens at most `MAX_LEVEL` times per slot.
+        let kept = reused.map_or(0, |h| h.upper_capacity());
+        let (upper_first, fresh_uppers, capacity) = match reused {
+            Some(h) if kept >= level => (h.upper_first, false, kept),
+            _ if level > 0 => (self.meta.upper_count, true, level),
+            _ => (0, false, 0),
         };
         if fresh_uppers {
             let last = upper_first + u32::from(level) - 1;
@@ -329,32 +340,18 @@ impl GraphWriter {
         }
         failpoint::hit("add_node_reserved");
 
-        // TIDs beyond the inline ones go to a fresh overflow chain.
-        let mut overflow = INVALID_BLOCK;
-        for chunk in tids
-            .get(INLINE_TIDS..)
-            .unwrap_or_default()
-            .chunks(OVERFLOW_TIDS)
-            .rev()
-        {
-            let mut batch = WalBatch::start(self.rel);
-            let (block, i) = alloc::new_loose_page(self.rel, &mut batch, PageKind::Overflow);
-            write_overflow(batch.bytes_mut(i), chunk, overflow);
-            batch.commit();
-            overflow = block;
-        }
-
         let mut slot = encode_slot(
             &g,
             point,
-            tids,
+            &[tid],
             level,
-            if level > 0 { upper_first } else { 0 },
-            overflow,
+            upper_first,
+            INVALID_BLOCK,
             &plan.lists[0],
         );
-        let generation = reused.map_or(0, |h| h.generation.wrapping_add(1));
-        layout::read_mut::<NodeHeader>(&mut slot, 0).generation = generation;
+        let header = layout::read_mut::<NodeHeader>(&mut slot, 0);
+        header.generation = reused.map_or(0, |h| h.generation.wrapping_add(1));
+        header.set_upper_capacity(capacity);
 
         // Pages to write: upper slots, the slot's later pages, and its
         // first page (the header) last, in the publishing record.
@@ -461,9 +458,26 @@ impl GraphWriter {
     }
 
     /// Adds a heap TID to an existing node (an identical vector), flagging
-    /// the pending entry `merged` in the same record.
-    fn add_tid(&self, node: NodeId, tid: Tid, merged: Option<EntryRef>) -> SqlResult<()> {
+    /// the pending entry `merged` in the same record. A new overflow page
+    /// comes off the free list when [`Self::free_overflow_page`] allows, in
+    /// the same record too.
+    fn add_tid(&mut self, node: NodeId, tid: Tid, merged: Option<EntryRef>) -> SqlResult<()> {
         let (block, offset) = self.node_location(node);
+        let first_overflow = self.header(node).overflow;
+        // Only the writer changes overflow pages: whether the chain's head
+        // has room can be read before the record, which then holds only
+        // the pages it changes (a record takes at most four).
+        let head_has_room = first_overflow != INVALID_BLOCK && {
+            let page = PageRead::new(self.rel, first_overflow);
+            (layout::read::<OverflowHeader>(layout::payload(page.bytes()), 0).count as usize)
+                < OVERFLOW_TIDS
+        };
+        let reused = if head_has_room {
+            None
+        } else {
+            self.free_overflow_page()
+        };
+        let mut meta = self.meta;
         let mut batch = WalBatch::start(self.rel);
         let i = batch.page(block, None);
         let header = *layout::read::<NodeHeader>(&layout::payload(batch.bytes(i))[offset..], 0);
@@ -481,20 +495,21 @@ impl GraphWriter {
         } else {
             // The head of the overflow chain takes it if it has room;
             // otherwise a new page becomes the head.
-            let mut added = false;
-            if header.overflow != INVALID_BLOCK {
+            if head_has_room && header.overflow == first_overflow {
                 let j = batch.page(header.overflow, None);
                 let payload = layout::payload_mut(batch.bytes_mut(j));
-                let count = layout::read::<OverflowHeader>(payload, 0).count as usize;
-                if count < OVERFLOW_TIDS {
-                    layout::slice_mut::<Tid>(payload, 4, count + 1)[count] = tid;
-                    layout::read_mut::<OverflowHeader>(payload, 0).count += 1;
-                    added = true;
-                }
-            }
-            if !added {
-                let (new_block, j) =
-                    alloc::new_loose_page(self.rel, &mut batch, PageKind::Overflow);
+                let count = (layout::read::<OverflowHeader>(payload, 0).count as usize)
+                    .min(OVERFLOW_TIDS - 1);
+                layout::slice_mut::<Tid>(payload, 4, count + 1)[count] = tid;
+                layout::read_mut::<OverflowHeader>(payload, 0).count = count as u32 + 1;
+            } else {
+                let (new_block, j) = match reused {
+                    Some((block, next)) => {
+                        meta.free_overflow = next;
+                        (block, batch.page(block, Some(PageKind::Overflow)))
+                    }
+                    None => alloc::new_loose_page(self.rel, &mut batch, PageKind::Overflow),
+                };
                 write_overflow(batch.bytes_mut(j), &[tid], header.overflow);
                 header_mut(&mut batch, i, offset).overflow = new_block;
             }
@@ -503,8 +518,28 @@ impl GraphWriter {
         if let Some(at) = merged {
             pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
         }
+        if meta.free_overflow != self.meta.free_overflow {
+            put_graph_fields(&mut batch, &meta);
+        }
         batch.commit();
+        self.graph.meta = meta;
         Ok(())
+    }
+
+    /// The head of the free overflow-page list and the page after it, if
+    /// no snapshot older than its freeing is left: a scan that read a
+    /// freed node's header before VACUUM freed it may still follow its
+    /// chain, and must not find another node's TIDs there.
+    fn free_overflow_page(&self) -> Option<(u32, u32)> {
+        let head = layout::chain_link(self.meta.free_overflow)?;
+        let [lo, hi] = self.meta.free_overflow_xid;
+        if !no_snapshot_before(u64::from(lo) | u64::from(hi) << 32) {
+            return None;
+        }
+        let page = PageRead::new(self.rel, head);
+        let bytes = page.bytes();
+        (layout::opaque(bytes).kind == PageKind::Overflow as u16)
+            .then(|| (head, layout::opaque(bytes).next))
     }
 
     /// Keeps only `node`'s heap TIDs that are in `live` (a subset of its
@@ -518,17 +553,7 @@ impl GraphWriter {
         let (block, offset) = self.node_location(node);
         let header = self.header(node);
         let keep: std::collections::HashSet<Tid> = live.iter().copied().collect();
-        let mut chain = Vec::new();
-        let mut next = header.overflow;
-        let limit = MAX_CHAIN.min(super::buffer::block_count(self.rel) as usize);
-        while next != INVALID_BLOCK {
-            if chain.len() >= limit {
-                return Err(chain_error("overflow chain", node));
-            }
-            chain.push(next);
-            next = layout::opaque(PageRead::new(self.rel, next).bytes()).next;
-        }
-        for page in chain {
+        for page in self.graph.overflow_chain(header.overflow, node)? {
             let mut batch = WalBatch::start(self.rel);
             let j = batch.page(page, None);
             let payload = layout::payload_mut(batch.bytes_mut(j));
@@ -578,7 +603,7 @@ impl GraphWriter {
     /// ([`vdb_core::hnsw::repair::repair_removed`]), so the graph keeps its
     /// connections; a removed entry point is replaced by the highest live
     /// node before any slot is freed. Returns the slots freed.
-    pub fn repair_deleted(&mut self) -> usize {
+    pub fn repair_deleted(&mut self) -> SqlResult<usize> {
         let n = self.node_count();
         let mut gone = vec![false; n as usize];
         let mut live_top: Option<(u8, NodeId)> = None;
@@ -598,7 +623,7 @@ impl GraphWriter {
         }
         let freed: Vec<NodeId> = (0..n).filter(|&i| gone[i as usize]).collect();
         if freed.is_empty() {
-            return 0;
+            return Ok(0);
         }
         let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
         vdb_core::hnsw::repair::repair_removed(
@@ -623,21 +648,35 @@ impl GraphWriter {
             self.write_meta();
         }
         // Nothing points to them now: onto the free list, each slot with
-        // the free-list head in one record.
+        // the free-list head in one record, and its overflow pages (if
+        // any) onto theirs in the same record.
         for &node in &freed {
             pgrx::check_for_interrupts!();
             failpoint::hit("repair_free_slot");
+            let chain = self
+                .graph
+                .overflow_chain(self.header(node).overflow, node)?;
             let mut meta = self.meta;
             let (block, offset) = self.node_location(node);
             let mut batch = WalBatch::start(self.rel);
             let i = batch.page(block, None);
+            if let (Some(&first), Some(&last)) = (chain.first(), chain.last()) {
+                let j = batch.page(last, None);
+                layout::opaque_mut(batch.bytes_mut(j)).next =
+                    layout::chain_link(meta.free_overflow).unwrap_or(INVALID_BLOCK);
+                meta.free_overflow = first;
+                let xid = next_full_xid();
+                meta.free_overflow_xid = [xid as u32, (xid >> 32) as u32];
+            }
             let h = layout::read_mut::<NodeHeader>(
                 &mut layout::payload_mut(batch.bytes_mut(i))[offset..],
                 0,
             );
-            // Level and upper slots stay: a node of that level or lower
-            // reuses them. The free list runs through `overflow`.
+            // The run of upper slots stays with the slot (see add_node);
+            // the free list runs through `overflow`.
+            let capacity = h.upper_capacity();
             h.flags = NODE_FREE;
+            h.set_upper_capacity(capacity);
             h.n0 = 0;
             h.ntids = 0;
             h.overflow = meta.free_node;
@@ -648,7 +687,7 @@ impl GraphWriter {
             batch.commit();
             self.graph.meta = meta;
         }
-        freed.len()
+        Ok(freed.len())
     }
 
     /// Links every live node that no path reaches (after bulk changes).
@@ -749,4 +788,23 @@ impl GraphWrite for GraphWriter {
         }
         batch.commit();
     }
+}
+
+/// The 64-bit id the next transaction will get.
+fn next_full_xid() -> u64 {
+    // SAFETY: reads the shared counter under its own lock.
+    unsafe { pg_sys::ReadNextFullTransactionId() }.value
+}
+
+/// Whether every snapshot in the cluster is newer than transaction `xid`
+/// (a 64-bit id from [`next_full_xid`]), so nothing that read the index
+/// before then is still reading it.
+fn no_snapshot_before(xid: u64) -> bool {
+    // SAFETY: computes the horizons from the proc array; no relation means
+    // the shared horizon, the most conservative one.
+    let oldest = unsafe { pg_sys::GetOldestNonRemovableTransactionId(std::ptr::null_mut()) };
+    let next = next_full_xid();
+    // The horizon is at most 2^31 behind the next id: widen it to 64 bits.
+    let behind = (next as u32).wrapping_sub(oldest.into_inner());
+    xid < next.saturating_sub(u64::from(behind))
 }

@@ -56,6 +56,28 @@ mod tests {
         assert_eq!(one::<i64>("SELECT vhnsw_merge('secret_idx')"), 1);
     }
 
+    /// Settings that size work every session shares (and Rust
+    /// allocations) are not a plain role's to change; per-query ones are.
+    #[pg_test]
+    fn shared_merge_settings_are_for_superusers() {
+        run("CREATE ROLE mallory");
+        run("SET LOCAL ROLE mallory");
+        for setting in [
+            "vhnsw.pending_list_limit = 10000",
+            "vhnsw.pending_list_hard_limit = 20000",
+            "vhnsw.merge_batch_size = 2000",
+            "vhnsw.merge_naptime = '2s'",
+        ] {
+            starts(
+                &format!("SET {setting}"),
+                "42501 permission denied to set parameter",
+            );
+        }
+        run("SET LOCAL vhnsw.ef_search = 100");
+        run("RESET ROLE");
+        run("SET LOCAL vhnsw.merge_batch_size = 500");
+    }
+
     #[pg_test]
     fn merge_is_refused_on_an_index_not_valid_yet() {
         owned_index();
