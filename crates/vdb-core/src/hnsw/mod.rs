@@ -10,10 +10,12 @@
 //! - [`select`]: the neighbour-selection heuristic;
 //! - [`insert`]: planning a node's lists and linking it back;
 //! - [`scan`]: a resumable search that yields nodes in distance order;
+//! - [`coded`]: a search that reads one node per hop, on neighbour codes;
 //! - [`repair`]: relinking nodes nothing points to;
 //! - [`visited`]: the visited set.
 
 pub mod cache;
+pub mod coded;
 pub mod insert;
 pub mod memory;
 pub mod metric;

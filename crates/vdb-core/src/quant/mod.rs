@@ -1,0 +1,401 @@
+//! Compact codes of vectors with cheap distance estimates, after RaBitQ
+//! (Gao & Long, SIGMOD 2024) and its extension to several bits per
+//! coordinate (Gao et al., 2024).
+//!
+//! A vector `n` is coded relative to a *center* `x` (in a graph: the node
+//! whose neighbour list holds the code, so the code describes a short
+//! residual and its error scales with the neighbour's distance, not with
+//! the data's spread): its distance `r = |n − x|` and the code `g` of the
+//! direction `u = R(n − x)/r`, where `R` is a random rotation
+//! ([`rotate::Rotation`]). After the rotation every coordinate of `u` is
+//! small and about equally informative, so `bits` bits for each of the
+//! first `coords` coordinates capture the direction. For a query `q`,
+//! RaBitQ's estimator `⟨u, v⟩ ≈ ⟨g, v⟩/⟨g, u⟩` (unbiased under the random
+//! rotation, error shrinking as `1/√coords`) with `v = R(q − x)` gives
+//!
+//! ```text
+//! |n − q|² = r² + |q − x|² − 2·r·⟨u, R(q − x)⟩
+//!          ≈ r² + |q − x|² − 2·r·(⟨g, Rq⟩ − ⟨g, Rx⟩)/⟨g, u⟩
+//! ```
+//!
+//! where `⟨g, Rx⟩` and `1/⟨g, u⟩` are stored beside the code, `|q − x|` is
+//! the exact distance the search measured when it reached `x`, and
+//! `⟨g, Rq⟩` comes from a per-query table (one row of 256 sums per code
+//! byte), so one estimate costs one lookup per code byte. When fewer
+//! coordinates are coded than the rotation has, the coded ones stand for
+//! the whole (the ratio `⟨g, v⟩/⟨g, u⟩` scales both alike).
+
+pub mod rotate;
+
+use crate::hnsw::Metric;
+use rotate::Rotation;
+
+/// What a code stores besides its bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Factors {
+    /// `r = |n − x|`.
+    pub norm: f32,
+    /// `1/⟨g, u⟩` over the coded coordinates (0 when `n = x`).
+    pub scale: f32,
+    /// `⟨g, Rx⟩` over the coded coordinates.
+    pub offset: f32,
+    /// `|n|²` (inner product needs it).
+    pub sq: f32,
+}
+
+/// How the vectors of one index are coded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantizer {
+    rotation: Rotation,
+    /// Coordinates of the rotated vector that are coded.
+    coords: usize,
+    /// Bits per coded coordinate: 1, 2, 4 or 8.
+    bits: u8,
+}
+
+/// A center rotated once, for coding the vectors around it.
+#[derive(Debug, Clone)]
+pub struct Center {
+    rotated: Vec<f32>,
+}
+
+/// A query prepared for estimating distances to codes.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// `table[byte * 256 + value]`: that code byte's share of `⟨g, Rq⟩`.
+    table: Vec<f32>,
+    /// `|q|²`.
+    sq: f32,
+}
+
+impl Quantizer {
+    /// Codes `dims`-dimensional vectors with `bits` bits for each of the
+    /// first `coords` rotated coordinates (`None`: all of them, the
+    /// rotation's padded length).
+    pub fn new(dims: usize, bits: u8, coords: Option<usize>, seed: u64) -> Quantizer {
+        assert!(matches!(bits, 1 | 2 | 4 | 8), "bits must be 1, 2, 4 or 8");
+        let rotation = Rotation::new(dims, seed);
+        let per_byte = 8 / usize::from(bits);
+        let coords = coords
+            .unwrap_or(rotation.padded())
+            .clamp(per_byte, rotation.padded());
+        // Whole bytes: estimates walk a code a byte at a time.
+        let coords = coords / per_byte * per_byte;
+        Quantizer {
+            rotation,
+            coords,
+            bits,
+        }
+    }
+
+    pub fn dims(&self) -> usize {
+        self.rotation.dims()
+    }
+
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    pub fn coords(&self) -> usize {
+        self.coords
+    }
+
+    /// Bytes of one code.
+    pub fn code_bytes(&self) -> usize {
+        self.coords * usize::from(self.bits) / 8
+    }
+
+    fn top(&self) -> u32 {
+        (1 << self.bits) - 1
+    }
+
+    fn mid(&self) -> f32 {
+        self.top() as f32 / 2.0
+    }
+
+    pub fn center(&self, x: &[f32]) -> Center {
+        let mut rotated = Vec::new();
+        self.rotation.apply(x, &mut rotated);
+        Center { rotated }
+    }
+
+    /// Writes the code of `n` around `center` into `code` (`code_bytes`
+    /// long) and returns its factors.
+    pub fn encode(&self, center: &Center, n: &[f32], code: &mut [u8]) -> Factors {
+        debug_assert_eq!(code.len(), self.code_bytes());
+        let mut u = Vec::new();
+        self.rotation.apply(n, &mut u);
+        for (a, c) in u.iter_mut().zip(&center.rotated) {
+            *a -= c;
+        }
+        let norm = u.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        let sq = n.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() as f32;
+        code.fill(0);
+        if norm == 0.0 {
+            return Factors {
+                sq,
+                ..Factors::default()
+            };
+        }
+        for v in u.iter_mut() {
+            *v = (f64::from(*v) / norm) as f32;
+        }
+        let head = &u[..self.coords];
+        let levels = self.best_levels(head);
+        let (mid, bits) = (self.mid(), usize::from(self.bits));
+        let (mut g_dot_u, mut g_dot_x) = (0.0f64, 0.0f64);
+        for (i, (&level, (&ui, &xi))) in levels
+            .iter()
+            .zip(head.iter().zip(&center.rotated))
+            .enumerate()
+        {
+            let bit = i * bits;
+            code[bit / 8] |= (level as u8) << (bit % 8);
+            let g = f64::from(level as f32 - mid);
+            g_dot_u += g * f64::from(ui);
+            g_dot_x += g * f64::from(xi);
+        }
+        Factors {
+            norm: norm as f32,
+            scale: if g_dot_u > 0.0 {
+                (1.0 / g_dot_u) as f32
+            } else {
+                0.0
+            },
+            offset: g_dot_x as f32,
+            sq,
+        }
+    }
+
+    /// Grid levels (0 ..= 2^bits − 1) whose direction is closest to `u`:
+    /// one bit is the sign; more bits try a range of cell widths.
+    fn best_levels(&self, u: &[f32]) -> Vec<u32> {
+        if self.bits == 1 {
+            return u.iter().map(|&x| u32::from(x >= 0.0)).collect();
+        }
+        let (top, mid) = (self.top() as f32, self.mid());
+        let max = u.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let mut best = (f64::MIN, vec![0; u.len()]);
+        for step in 0..24 {
+            // From covering the largest coordinate exactly to clipping it.
+            let width = max / (mid + 0.5) * (1.0 - step as f32 / 40.0);
+            let levels: Vec<u32> = u
+                .iter()
+                .map(|&x| (x / width + mid).round().clamp(0.0, top) as u32)
+                .collect();
+            let (mut dot, mut gg) = (0.0f64, 0.0f64);
+            for (&l, &x) in levels.iter().zip(u) {
+                let g = f64::from(l as f32 - mid);
+                dot += g * f64::from(x);
+                gg += g * g;
+            }
+            if gg > 0.0 && dot / gg.sqrt() > best.0 {
+                best = (dot / gg.sqrt(), levels);
+            }
+        }
+        best.1
+    }
+
+    /// Prepares `q` for estimates.
+    pub fn query(&self, q: &[f32]) -> Query {
+        let mut v = Vec::new();
+        self.rotation.apply(q, &mut v);
+        let bits = usize::from(self.bits);
+        let per_byte = 8 / bits;
+        let mask = self.top();
+        let mid = self.mid();
+        let bytes = self.code_bytes();
+        let mut table = vec![0.0f32; bytes * 256];
+        for (byte, row) in table.chunks_exact_mut(256).enumerate() {
+            let coords = &v[byte * per_byte..(byte + 1) * per_byte];
+            for (value, slot) in row.iter_mut().enumerate() {
+                *slot = coords
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &x)| (((value as u32) >> (j * bits) & mask) as f32 - mid) * x)
+                    .sum();
+            }
+        }
+        Query {
+            table,
+            sq: q.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() as f32,
+        }
+    }
+
+    /// The estimated graph distance (see [`Metric::distance`]) from the
+    /// query to a vector coded around a center at exact squared distance
+    /// `center_sq` from the query; `None` for metrics codes cannot
+    /// estimate (L1, Poincaré).
+    #[inline]
+    pub fn estimate(
+        &self,
+        metric: Metric,
+        query: &Query,
+        center_sq: f32,
+        code: &[u8],
+        f: &Factors,
+    ) -> Option<f32> {
+        let mut g_dot_q = 0.0f32;
+        for (row, &value) in query.table.chunks_exact(256).zip(code) {
+            g_dot_q += row[usize::from(value)];
+        }
+        let cross = f.norm * f.scale * (g_dot_q - f.offset);
+        let l2 = (f.norm * f.norm + center_sq - 2.0 * cross).max(0.0);
+        match metric {
+            Metric::L2 => Some(l2),
+            Metric::Cosine => Some(l2 / 2.0),
+            Metric::InnerProduct => Some(-(f.sq + query.sq - l2) / 2.0),
+            Metric::L1 | Metric::Poincare => None,
+        }
+    }
+}
+
+/// `|a − b|²` for a center's exact distance from the query.
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    crate::distance::l2_squared(a, b) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let centres: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..dims).map(|_| rng.gen_range(-1.0..1.0)).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                centres[i % centres.len()]
+                    .iter()
+                    .map(|x| x + rng.gen_range(-0.3..0.3))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// As a graph hop sees it: a query, the node nearest to it as the
+    /// center, and the center's 32 nearest points coded around it. Returns
+    /// the mean share of the exact top 5 of those 32 that the estimated
+    /// top 5 finds, and the mean relative error of the estimates.
+    fn hop_quality(q: &Quantizer, metric: Metric, data: &[Vec<f32>]) -> (f64, f64) {
+        let data: Vec<Vec<f32>> = data
+            .iter()
+            .map(|r| metric.prepare(r).expect("ok").vec)
+            .collect();
+        let dist = |a: &[f32], b: &[f32]| metric.distance(a, 0.0, b, 0.0);
+        let nearest = |p: &[f32], k: usize, skip: &[usize]| -> Vec<usize> {
+            let mut all: Vec<(f32, usize)> = data
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !skip.contains(i))
+                .map(|(i, r)| (dist(p, r), i))
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0));
+            all[..k].iter().map(|x| x.1).collect()
+        };
+        let mut code = vec![0u8; q.code_bytes()];
+        let (mut found, mut error, mut count) = (0.0, 0.0, 0usize);
+        for probe in (0..data.len()).step_by(97).take(25) {
+            let query = &data[probe];
+            let x = nearest(query, 1, &[probe])[0];
+            let list = nearest(&data[x], 32, &[probe, x]);
+            let center = q.center(&data[x]);
+            let prepared = q.query(query);
+            let center_sq = l2_squared(query, &data[x]);
+            let mut exact: Vec<(f32, usize)> = Vec::new();
+            let mut est: Vec<(f32, usize)> = Vec::new();
+            for &n in &list {
+                let f = q.encode(&center, &data[n], &mut code);
+                let e = q
+                    .estimate(metric, &prepared, center_sq, &code, &f)
+                    .expect("est");
+                let d = dist(query, &data[n]);
+                error += f64::from((e - d).abs() / d.abs().max(1e-6));
+                exact.push((d, n));
+                est.push((e, n));
+            }
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            est.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let truth: Vec<usize> = exact[..5].iter().map(|e| e.1).collect();
+            found += est[..5].iter().filter(|e| truth.contains(&e.1)).count() as f64 / 5.0;
+            count += 1;
+        }
+        (found / count as f64, error / (count * 32) as f64)
+    }
+
+    #[test]
+    fn estimates_improve_with_more_bits() {
+        let data = clustered(2000, 128, 3);
+        let mut last = (0.0, f64::MAX);
+        for bits in [1, 2, 4, 8] {
+            let q = Quantizer::new(128, bits, None, 9);
+            let (found, error) = hop_quality(&q, Metric::L2, &data);
+            assert!(error < last.1, "{bits} bits: error {error} vs {}", last.1);
+            assert!(
+                found >= last.0 - 0.05,
+                "{bits} bits: found {found} vs {}",
+                last.0
+            );
+            last = (found, error);
+        }
+        assert!(last.0 > 0.9 && last.1 < 0.02, "8 bits: {last:?}");
+    }
+
+    #[test]
+    fn estimates_rank_a_hop_for_every_metric() {
+        let data = clustered(2000, 64, 5);
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let q = Quantizer::new(64, 4, None, 1);
+            let (found, error) = hop_quality(&q, metric, &data);
+            assert!(found > 0.75, "{metric:?}: found {found}, error {error}");
+        }
+        let q = Quantizer::new(64, 4, None, 1);
+        assert_eq!(
+            q.estimate(
+                Metric::L1,
+                &q.query(&data[0]),
+                0.0,
+                &[0; 32],
+                &Factors::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn fewer_coordinates_cost_accuracy_not_correctness() {
+        let data = clustered(2000, 384, 11);
+        let all = hop_quality(&Quantizer::new(384, 1, None, 2), Metric::Cosine, &data);
+        let part = hop_quality(&Quantizer::new(384, 1, Some(256), 2), Metric::Cosine, &data);
+        assert!(
+            part.1 > all.1 && part.0 > 0.25,
+            "all {all:?}, 256 coordinates {part:?}"
+        );
+    }
+
+    #[test]
+    fn codes_are_the_declared_size() {
+        let q = Quantizer::new(50, 4, None, 0);
+        assert_eq!((q.coords(), q.code_bytes()), (64, 32));
+        let q = Quantizer::new(1536, 1, Some(512), 0);
+        assert_eq!((q.coords(), q.code_bytes()), (512, 64));
+        let q = Quantizer::new(384, 1, None, 0);
+        assert_eq!((q.coords(), q.code_bytes()), (512, 64));
+    }
+
+    #[test]
+    fn a_vector_equal_to_its_center_estimates_the_center_distance() {
+        let q = Quantizer::new(8, 2, None, 3);
+        let x = [0.5f32, -0.25, 0.0, 1.0, 0.3, 0.2, -0.7, 0.1];
+        let mut code = vec![0u8; q.code_bytes()];
+        let f = q.encode(&q.center(&x), &x, &mut code);
+        let query = [0.0f32; 8];
+        let sq = l2_squared(&query, &x);
+        let e = q
+            .estimate(Metric::L2, &q.query(&query), sq, &code, &f)
+            .expect("l2");
+        assert!((e - sq).abs() < 1e-5, "{e} vs {sq}");
+    }
+}
