@@ -345,6 +345,10 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
             std::ptr::null_mut(),
         );
         pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        // The page change and its WAL record in one critical section, as
+        // every logged change of a shared buffer (an assert-enabled server
+        // checks it in log_newpage_buffer).
+        pg_sys::CritSectionCount += 1;
         let page = pg_sys::BufferGetPage(buffer);
         pg_sys::PageInit(page, layout::BLCKSZ, layout::SPECIAL);
         let bytes = std::slice::from_raw_parts_mut(page.cast::<u8>(), layout::BLCKSZ);
@@ -356,6 +360,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         put_meta(bytes, &meta);
         pg_sys::MarkBufferDirty(buffer);
         pg_sys::log_newpage_buffer(buffer, true);
+        pg_sys::CritSectionCount -= 1;
         pg_sys::UnlockReleaseBuffer(buffer);
     }
 }

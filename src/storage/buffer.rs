@@ -58,9 +58,13 @@ fn read_buffer(rel: Index, block: Block) -> pg_sys::Buffer {
             .with_detail("REINDEX the index."),
         );
     }
+    let node = recent::key(rel);
+    if let Some(buffer) = node.and_then(|node| recent::pin(node, block)) {
+        return buffer;
+    }
     // SAFETY: rel is open; ReadBufferExtended raises ERROR for a block
     // beyond the end of the relation.
-    unsafe {
+    let buffer = unsafe {
         pg_sys::ReadBufferExtended(
             rel.raw(),
             pg_sys::ForkNumber::MAIN_FORKNUM,
@@ -68,6 +72,105 @@ fn read_buffer(rel: Index, block: Block) -> pg_sys::Buffer {
             pg_sys::ReadBufferMode::RBM_NORMAL,
             std::ptr::null_mut(),
         )
+    };
+    if let Some(node) = node {
+        recent::remember(node, block, buffer);
+    }
+    buffer
+}
+
+/// Where this backend last found each block of the indexes it reads: a
+/// search visits the same pages query after query, and pinning a block
+/// through `ReadRecentBuffer` (which checks that the buffer still holds
+/// it) skips the lookup in the shared buffer mapping table, a third of a
+/// search's time on 384-d data.
+mod recent {
+    use super::Block;
+    use crate::storage::Index;
+    use pgrx::pg_sys;
+    use std::cell::RefCell;
+
+    /// Indexes remembered at once (least recently read forgotten first).
+    const INDEXES: usize = 4;
+    /// Blocks remembered per index: 4 bytes each, so at most 16 MiB
+    /// (a 32 GiB index); blocks past it go through the lookup.
+    const BLOCKS: usize = 1 << 22;
+
+    struct Memo {
+        node: pg_sys::RelFileNode,
+        buffers: Vec<pg_sys::Buffer>,
+    }
+
+    thread_local! {
+        static MEMOS: RefCell<Vec<Memo>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn same(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
+        a.spcNode == b.spcNode && a.dbNode == b.dbNode && a.relNode == b.relNode
+    }
+
+    /// The relation's key, or `None` if its pages are not remembered
+    /// (temporary relations live in local buffers).
+    pub(super) fn key(rel: Index) -> Option<pg_sys::RelFileNode> {
+        // SAFETY: rel is an open relation; rd_rel and rd_node are set.
+        unsafe {
+            let r = &*rel.raw();
+            ((*r.rd_rel).relpersistence != pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char)
+                .then_some(r.rd_node)
+        }
+    }
+
+    /// The block pinned in the buffer it was last found in, if it is
+    /// still there.
+    pub(super) fn pin(node: pg_sys::RelFileNode, block: Block) -> Option<pg_sys::Buffer> {
+        let buffer = MEMOS.with(|m| {
+            m.borrow()
+                .iter()
+                .find(|memo| same(&memo.node, &node))
+                .and_then(|memo| memo.buffers.get(block as usize).copied())
+        })?;
+        if buffer == 0 {
+            return None; // InvalidBuffer: not seen yet
+        }
+        // SAFETY: a shared buffer id this backend got from ReadBuffer;
+        // ReadRecentBuffer pins it only if it still holds this block, and
+        // raises nothing for a recycled one.
+        unsafe { pg_sys::ReadRecentBuffer(node, pg_sys::ForkNumber::MAIN_FORKNUM, block, buffer) }
+            .then_some(buffer)
+    }
+
+    pub(super) fn remember(node: pg_sys::RelFileNode, block: Block, buffer: pg_sys::Buffer) {
+        let at = block as usize;
+        if at >= BLOCKS || buffer <= 0 {
+            return;
+        }
+        MEMOS.with(|m| {
+            let mut memos = m.borrow_mut();
+            let i = match memos.iter().position(|memo| same(&memo.node, &node)) {
+                Some(i) => i,
+                None => {
+                    if memos.len() == INDEXES {
+                        memos.remove(0);
+                    }
+                    memos.push(Memo {
+                        node,
+                        buffers: Vec::new(),
+                    });
+                    memos.len() - 1
+                }
+            };
+            // Most recently read last.
+            let memo = memos.remove(i);
+            memos.push(memo);
+            let Some(memo) = memos.last_mut() else {
+                return;
+            };
+            let buffers = &mut memo.buffers;
+            if buffers.len() <= at {
+                buffers.resize((at + 1).next_power_of_two().min(BLOCKS), 0);
+            }
+            buffers[at] = buffer;
+        });
     }
 }
 

@@ -43,7 +43,9 @@ pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
         return Err(SqlError::data("vector must have at least 1 dimension"));
     }
 
-    let mut values = Vec::new();
+    // One allocation: as many elements as separators allow.
+    let commas = input.iter().filter(|&&b| b == b',').count();
+    let mut values = Vec::with_capacity((commas + 1).min(MAX_DIM));
     loop {
         if values.len() == MAX_DIM {
             return Err(too_many_dimensions());
