@@ -11,11 +11,11 @@
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Instant;
-use vdb_core::hnsw::coded::{CodedSearch, CodedStore};
+use vdb_core::hnsw::coded::{CodedMemory, CodedSearch, CodedStore};
 use vdb_core::hnsw::memory::MemoryGraph;
 use vdb_core::hnsw::search::{descend, search_layer, LayerSearch};
 use vdb_core::hnsw::{Candidate, Entry, GraphStore, Metric, NodeId, Params, Point};
-use vdb_core::quant::{self, Factors, Quantizer};
+use vdb_core::quant::Quantizer;
 
 fn read_npy(path: &str) -> (Vec<f32>, usize) {
     let bytes = std::fs::read(path).expect("read .npy");
@@ -52,119 +52,6 @@ fn read_npy(path: &str) -> (Vec<f32>, usize) {
         }
     }
     (data, dims)
-}
-
-/// A built graph plus, for every node, codes of its level-0 neighbours
-/// taken around it.
-struct Coded<'a> {
-    graph: &'a MemoryGraph,
-    quantizer: Quantizer,
-    slots: usize,
-    codes: Vec<u8>,
-    factors: Vec<Factors>,
-    lists: Vec<NodeId>,
-    counts: Vec<u8>,
-}
-
-impl<'a> Coded<'a> {
-    fn new(graph: &'a MemoryGraph, quantizer: Quantizer) -> Coded<'a> {
-        let slots = 2 * graph.params().m;
-        let bytes = quantizer.code_bytes();
-        let n = graph.len();
-        let per_node: Vec<(Vec<NodeId>, Vec<u8>, Vec<Factors>)> = (0..n as NodeId)
-            .into_par_iter()
-            .map(|node| {
-                let mut list = Vec::new();
-                graph.neighbors(node, 0, &mut list);
-                let center = quantizer.center(graph.vector(node));
-                let mut codes = vec![0u8; slots * bytes];
-                let mut factors = vec![Factors::default(); slots];
-                for (i, &nb) in list.iter().enumerate() {
-                    factors[i] = quantizer.encode(
-                        &center,
-                        graph.vector(nb),
-                        &mut codes[i * bytes..(i + 1) * bytes],
-                    );
-                }
-                list.resize(slots, 0);
-                (list, codes, factors)
-            })
-            .collect();
-        let mut c = Coded {
-            graph,
-            quantizer,
-            slots,
-            codes: Vec::with_capacity(n * slots * bytes),
-            factors: Vec::with_capacity(n * slots),
-            lists: Vec::with_capacity(n * slots),
-            counts: Vec::with_capacity(n),
-        };
-        for (node, (list, codes, factors)) in per_node.into_iter().enumerate() {
-            let mut real = Vec::new();
-            graph.neighbors(node as NodeId, 0, &mut real);
-            c.counts.push(real.len() as u8);
-            c.lists.extend(list);
-            c.codes.extend(codes);
-            c.factors.extend(factors);
-        }
-        c
-    }
-}
-
-impl GraphStore for Coded<'_> {
-    fn params(&self) -> &Params {
-        self.graph.params()
-    }
-    fn entry(&self) -> Option<Entry> {
-        self.graph.entry()
-    }
-    fn distance(&self, query: &Point, node: NodeId) -> f32 {
-        self.graph.distance(query, node)
-    }
-    fn distance_between(&self, a: NodeId, b: NodeId) -> f32 {
-        self.graph.distance_between(a, b)
-    }
-    fn copy_vector(&self, node: NodeId, out: &mut Vec<f32>) -> f32 {
-        self.graph.copy_vector(node, out)
-    }
-    fn neighbors(&self, node: NodeId, level: u8, out: &mut Vec<NodeId>) {
-        self.graph.neighbors(node, level, out)
-    }
-}
-
-impl CodedStore for Coded<'_> {
-    fn quantizer(&self) -> &Quantizer {
-        &self.quantizer
-    }
-
-    fn expand(
-        &self,
-        query: &Point,
-        coded: &quant::Query,
-        node: NodeId,
-        wanted: &mut dyn FnMut(NodeId) -> bool,
-        out: &mut Vec<(NodeId, f32)>,
-    ) -> f32 {
-        let metric = self.params().metric;
-        let v = self.graph.vector(node);
-        let exact = metric.distance(&query.vec, query.aux, v, 0.0);
-        let center_sq = quant::l2_squared(&query.vec, v);
-        let base = node as usize * self.slots;
-        let bytes = self.quantizer.code_bytes();
-        for i in 0..usize::from(self.counts[node as usize]) {
-            let nb = self.lists[base + i];
-            if !wanted(nb) {
-                continue;
-            }
-            let code = &self.codes[(base + i) * bytes..(base + i + 1) * bytes];
-            let est = self
-                .quantizer
-                .estimate(metric, coded, center_sq, code, &self.factors[base + i])
-                .expect("a metric codes estimate");
-            out.push((nb, est));
-        }
-        exact
-    }
 }
 
 /// Counts the vectors a plain search reads.
@@ -259,11 +146,11 @@ fn main() {
     let t = Instant::now();
     let quantizer = Quantizer::new(dims, bits, coords, 11);
     let code_bytes = quantizer.code_bytes();
-    let coded = Coded::new(&graph, quantizer);
+    let coded = CodedMemory::new(&graph, quantizer);
     eprintln!(
         "coded lists in {:.1} s: {bits} bit(s) × {} coordinates = {code_bytes} bytes + 16 per neighbour",
         t.elapsed().as_secs_f64(),
-        coded.quantizer.coords()
+        coded.quantizer().coords()
     );
     let recall = |found: &[Vec<NodeId>]| -> f64 {
         let hits: usize = found
@@ -310,7 +197,7 @@ fn main() {
         let found: Vec<Vec<NodeId>> = query_points
             .iter()
             .map(|q| {
-                let prepared = coded.quantizer.query(&q.vec);
+                let prepared = coded.quantizer().query(&q.vec);
                 let start = descend(&descent, q, entry, 0, &mut scratch);
                 let r = search.run(&coded, q, &prepared, start.node, ef.max(10), 0.0);
                 expanded += search.expanded;
