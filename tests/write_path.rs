@@ -196,7 +196,14 @@ fn recall_holds_after_deleting_and_reinserting_half() {
     support::require_vdb();
     let cluster = Cluster::start(
         "churn",
-        &["shared_buffers = '256MB'", "maintenance_work_mem = '256MB'"],
+        &[
+            "shared_buffers = '256MB'",
+            "maintenance_work_mem = '256MB'",
+            // The re-inserted rows wait in the pending list until
+            // vhnsw_merge below: no worker merges them while recall is
+            // measured (that measured whatever share it had merged).
+            "vhnsw.merge_naptime = '1h'",
+        ],
     );
     let mut client = cluster.connect("postgres");
     client
