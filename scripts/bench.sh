@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Benchmarks vdb's vhnsw against pgvector's hnsw on one throwaway server.
+# Benchmarks vdb's vhnsw against pgvector's hnsw on one throwaway server,
+# with hnswlib in process beside them as the HNSW algorithm's ceiling.
 #
 #   scripts/bench.sh [--scale-out] [vdb-bench options]   e.g. --dataset gmm --rows 1000000
+#
+# Datasets: --dataset glove-50 (the default), minilm-384, synth-1536,
+# gmm-128, or several comma-separated. minilm-384 is made once by
+# bench/embed.py (Debian's package descriptions embedded with
+# all-MiniLM-L6-v2: about an hour on 2 cores, resumable). The Python side
+# (the embedding, hnswlib) runs in a virtualenv under .data/bench/venv that
+# pip fills on first use. --no-hnswlib leaves hnswlib out; --hnswlib-only
+# runs only hnswlib, without PostgreSQL.
 #
 # --scale-out also starts three shard servers (ports +1..+3) and measures
 # the same data split over 2 and 3 of them behind postgres_fdw.
@@ -15,6 +24,13 @@
 
 DATA_DIR="$ROOT_DIR/.data/bench-cluster"
 PORT=${VDB_BENCH_PORT:-54339}
+
+for arg in "$@"; do
+    if [ "$arg" = --hnswlib-only ]; then
+        cargo build --release -p vdb-bench
+        exec "$ROOT_DIR/target/release/vdb-bench" --data-dir "$ROOT_DIR/.data/bench" --out "$ROOT_DIR/bench/out" "$@"
+    fi
+done
 
 setup
 install_vdb_release

@@ -1,14 +1,32 @@
 //! vdb benchmark: vdb's `vhnsw` against pgvector's `hnsw` on the same
-//! server, same data, same queries, in one run. Not a test: it prints a
-//! table and writes a plot.
+//! server, same data, same queries, in one run, with hnswlib in process
+//! beside them as the algorithm's ceiling. Not a test: it prints a table
+//! and writes a plot per dataset.
 //!
 //! ```text
-//! vdb-bench --vdb <conninfo> [--pgvector <conninfo>] [--dataset glove|gmm]
+//! vdb-bench --vdb <conninfo> [--pgvector <conninfo>]
+//!           [--dataset glove-50,minilm-384,synth-1536,gmm-128]
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
 //!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
 //!           [--filtered-ef 40] [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
-//!           [--data-dir DIR] [--out DIR]
+//!           [--no-hnswlib | --hnswlib-only] [--data-dir DIR] [--out DIR]
 //! ```
+//!
+//! Datasets (`--dataset`, comma-separated, run one after the other;
+//! default `glove-50`; see [`dataset`]):
+//! - `glove-50` (or `glove`): GloVe-6B-50d, 400,000 × 50, cosine;
+//! - `minilm-384` (or `minilm`): Debian's ~62,000 package descriptions
+//!   embedded with all-MiniLM-L6-v2, 384 dims, cosine (made once by
+//!   `bench/embed.py`, about an hour on 2 cores; skipped, saying why, when
+//!   the model package or the descriptions cannot be had);
+//! - `synth-1536`: 100,000 × 1,536 (`--rows`) seeded Gaussian clusters of
+//!   low intrinsic dimension, cosine (made in seconds; ground truth about
+//!   40 s on 2 cores);
+//! - `gmm-128` (or `gmm`): 1,000,000 × 128 (`--rows`) Gaussian mixture, L2.
+//!
+//! 1,000 queries (`--queries`) are taken out of every dataset with a fixed
+//! seed. `--rows` caps the rows, queries included, of the real datasets and
+//! sets the base rows of the generated ones.
 //!
 //! Each engine: load the base rows but `--insert-rows` of them (spread
 //! evenly), build the index, insert the held-back rows through it (one row
@@ -19,15 +37,19 @@
 //! servers (2 or more), vdb's run is followed by the scale-out run: the
 //! same rows split over 2, then 3 shards behind the vdb database.
 //!
-//! ```text
-//! ```
+//! Then, unless `--no-hnswlib`, [`hnswlib`] builds the same graph (same `m`
+//! and `ef_construction`) in process and runs the same queries on one
+//! thread; its rows join the report (skipped, saying why, when pip cannot
+//! install hnswlib). `--hnswlib-only` runs only that, without PostgreSQL.
 //!
 //! `scripts/bench.sh` starts a throwaway cluster and runs this.
 
 mod dataset;
 mod db;
 mod filtered;
+mod hnswlib;
 mod insert;
+mod python;
 mod report;
 mod scale_out;
 
@@ -38,7 +60,7 @@ use std::path::PathBuf;
 struct Options {
     vdb: String,
     pgvector: Option<String>,
-    dataset: String,
+    datasets: Vec<String>,
     rows: Option<usize>,
     queries: usize,
     ef: Vec<u32>,
@@ -48,15 +70,25 @@ struct Options {
     filtered_ef: u32,
     shards: Vec<String>,
     scale_out_ef: Vec<u32>,
+    hnswlib: bool,
+    hnswlib_only: bool,
     data_dir: PathBuf,
     out: PathBuf,
 }
+
+/// The datasets `--dataset` knows, by canonical name and aliases.
+const DATASETS: [(&str, &str); 4] = [
+    ("glove-50", "glove"),
+    ("minilm-384", "minilm"),
+    ("synth-1536", "synth"),
+    ("gmm-128", "gmm"),
+];
 
 fn parse() -> Result<Options, String> {
     let mut o = Options {
         vdb: String::new(),
         pgvector: None,
-        dataset: "glove".into(),
+        datasets: vec!["glove-50".into()],
         rows: None,
         queries: 1000,
         ef: vec![10, 20, 40, 80, 160, 320],
@@ -66,6 +98,8 @@ fn parse() -> Result<Options, String> {
         filtered_ef: 40,
         shards: Vec::new(),
         scale_out_ef: vec![20, 40, 80, 160],
+        hnswlib: true,
+        hnswlib_only: false,
         data_dir: PathBuf::from(".data/bench"),
         out: PathBuf::from("bench/out"),
     };
@@ -75,7 +109,24 @@ fn parse() -> Result<Options, String> {
         match flag.as_str() {
             "--vdb" => o.vdb = value()?,
             "--pgvector" => o.pgvector = Some(value()?),
-            "--dataset" => o.dataset = value()?,
+            "--dataset" => {
+                o.datasets = value()?
+                    .split(',')
+                    .map(|s| {
+                        let s = s.trim();
+                        DATASETS
+                            .iter()
+                            .find(|(name, alias)| s == *name || s == *alias)
+                            .map(|(name, _)| name.to_string())
+                            .ok_or(format!(
+                                "unknown dataset {s} (one of {})",
+                                DATASETS.map(|d| d.0).join(", ")
+                            ))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--no-hnswlib" => o.hnswlib = false,
+            "--hnswlib-only" => o.hnswlib_only = true,
             "--rows" => o.rows = Some(value()?.parse().map_err(|e| format!("--rows: {e}"))?),
             "--queries" => o.queries = value()?.parse().map_err(|e| format!("--queries: {e}"))?,
             "--ef" => {
@@ -114,8 +165,11 @@ fn parse() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if o.vdb.is_empty() {
+    if o.vdb.is_empty() && !o.hnswlib_only {
         return Err("--vdb <conninfo> is required".into());
+    }
+    if o.hnswlib_only && !o.hnswlib {
+        return Err("--hnswlib-only and --no-hnswlib: nothing to run".into());
     }
     Ok(o)
 }
@@ -205,6 +259,18 @@ fn run_engine(
     })
 }
 
+fn load_dataset(name: &str, o: &Options) -> Result<dataset::Dataset, String> {
+    match name {
+        "glove-50" => dataset::glove(&o.data_dir, o.rows, o.queries),
+        "minilm-384" => dataset::minilm(&o.data_dir, o.rows, o.queries),
+        "synth-1536" => {
+            dataset::synthetic_clusters(o.rows.unwrap_or(100_000), 1536, 100, 32, o.queries)
+        }
+        "gmm-128" => dataset::gaussian_mixture(o.rows.unwrap_or(1_000_000), 128, 100, o.queries),
+        other => Err(format!("unknown dataset {other}")),
+    }
+}
+
 fn main() {
     let o = match parse() {
         Ok(o) => o,
@@ -213,42 +279,67 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let ds = match o.dataset.as_str() {
-        "glove" => dataset::glove(&o.data_dir, o.rows, o.queries),
-        "gmm" => dataset::gaussian_mixture(o.rows.unwrap_or(1_000_000), 128, 100, o.queries),
-        other => Err(format!("unknown dataset {other} (glove or gmm)")),
-    };
-    let ds = ds.unwrap_or_else(|e| {
-        eprintln!("vdb-bench: {e}");
-        std::process::exit(1)
-    });
-    eprintln!(
-        "dataset {}: {} base rows, {} queries, {} dims",
-        ds.name,
-        ds.base.len(),
-        ds.queries.len(),
-        ds.base.dims
-    );
-    let truth = dataset::ground_truth(&ds, 10, &o.data_dir);
-    let filtered_truth = if o.filtered_ef == 0 {
+    let mut engines = Vec::new();
+    if !o.hnswlib_only {
+        engines.push(Engine::vdb(o.vdb.clone()));
+        match &o.pgvector {
+            Some(conn) if db::has_extension(conn, "vector") => {
+                engines.push(Engine::pgvector(conn.clone()))
+            }
+            Some(_) => {
+                eprintln!("pgvector is not installed on the --pgvector server: running vdb alone")
+            }
+            None => eprintln!("no --pgvector connection: running vdb alone"),
+        }
+    }
+    let mut skipped = Vec::new();
+    for name in &o.datasets {
+        let started = std::time::Instant::now();
+        let ds = match load_dataset(name, &o) {
+            Ok(ds) => ds,
+            Err(e) => {
+                eprintln!("vdb-bench: SKIPPING dataset {name}: {e}");
+                skipped.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        eprintln!(
+            "dataset {}: {} base rows, {} queries, {} dims ({:.1}s)",
+            ds.name,
+            ds.base.len(),
+            ds.queries.len(),
+            ds.base.dims,
+            started.elapsed().as_secs_f64()
+        );
+        let started = std::time::Instant::now();
+        let truth = dataset::ground_truth(&ds, 10, &o.data_dir);
+        eprintln!(
+            "ground truth ready in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        run_dataset(&ds, &truth, &engines, &o);
+    }
+    if !skipped.is_empty() {
+        println!();
+        for s in &skipped {
+            println!("SKIPPED dataset {s}");
+        }
+        if skipped.len() == o.datasets.len() {
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Every engine, the hnswlib baseline, the report and the plot of one dataset.
+fn run_dataset(ds: &dataset::Dataset, truth: &[Vec<i32>], engines: &[Engine], o: &Options) {
+    let filtered_truth = if o.filtered_ef == 0 || engines.is_empty() {
         Vec::new()
     } else {
-        filtered::ground_truth(&ds)
+        filtered::ground_truth(ds)
     };
-
-    let mut engines = vec![Engine::vdb(o.vdb.clone())];
-    match &o.pgvector {
-        Some(conn) if db::has_extension(conn, "vector") => {
-            engines.push(Engine::pgvector(conn.clone()))
-        }
-        Some(_) => {
-            eprintln!("pgvector is not installed on the --pgvector server: running vdb alone")
-        }
-        None => eprintln!("no --pgvector connection: running vdb alone"),
-    }
     let mut results = Vec::new();
-    for engine in &engines {
-        match run_engine(engine, &ds, &truth, &filtered_truth, &o) {
+    for engine in engines {
+        match run_engine(engine, ds, truth, &filtered_truth, o) {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("vdb-bench: {}: {e}", engine.name);
@@ -256,13 +347,33 @@ fn main() {
             }
         }
     }
-    report::print(&ds.name, ds.base.len(), ds.queries.len(), &results);
-    let filtered_results: Vec<(String, Vec<filtered::FilteredPass>)> = results
-        .iter()
-        .map(|r| (r.name.clone(), r.filtered.clone()))
-        .collect();
-    filtered::print(&filtered_results, o.filtered_ef);
-    if o.shards.len() >= 2 {
+    let baseline = if o.hnswlib {
+        match hnswlib::run(ds, truth, &o.data_dir, o.m, o.ef_construction, &o.ef) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("vdb-bench: SKIPPING the hnswlib baseline: {e}");
+                println!("(no hnswlib baseline: {e})");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    report::print(
+        &ds.name,
+        ds.base.len(),
+        ds.queries.len(),
+        &results,
+        baseline.as_ref(),
+    );
+    if !engines.is_empty() {
+        let filtered_results: Vec<(String, Vec<filtered::FilteredPass>)> = results
+            .iter()
+            .map(|r| (r.name.clone(), r.filtered.clone()))
+            .collect();
+        filtered::print(&filtered_results, o.filtered_ef);
+    }
+    if o.shards.len() >= 2 && !engines.is_empty() {
         let vdb = &results[0];
         let single: Vec<(u32, f64, f64)> = o
             .scale_out_ef
@@ -277,8 +388,8 @@ fn main() {
                 &engines[0],
                 &o.shards,
                 n,
-                &ds,
-                &truth,
+                ds,
+                truth,
                 &efs,
                 o.m,
                 o.ef_construction,
@@ -301,7 +412,11 @@ fn main() {
         o.m,
         o.ef_construction
     );
-    match report::plot(&png, &title, &results) {
+    let plotted: Vec<&EngineResult> = results
+        .iter()
+        .chain(baseline.as_ref().map(|b| &b.result))
+        .collect();
+    match report::plot(&png, &title, &plotted) {
         Ok(()) => eprintln!("plot written to {}", png.display()),
         Err(e) => eprintln!("no plot: {e}"),
     }

@@ -18,6 +18,14 @@ pub struct EngineResult {
     pub filtered: Vec<crate::filtered::FilteredPass>,
 }
 
+/// An engine outside PostgreSQL to compare against (hnswlib in process):
+/// its results, and a line saying how it was measured.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub result: EngineResult,
+    pub note: String,
+}
+
 /// `b`'s QPS at recall `r`, interpolated on its recall/QPS curve; `None`
 /// outside the recall range `b` reached.
 pub fn qps_at_recall(b: &EngineResult, r: f64) -> Option<f64> {
@@ -35,12 +43,19 @@ pub fn qps_at_recall(b: &EngineResult, r: f64) -> Option<f64> {
         })
 }
 
-pub fn print(dataset: &str, rows: usize, queries: usize, results: &[EngineResult]) {
+pub fn print(
+    dataset: &str,
+    rows: usize,
+    queries: usize,
+    results: &[EngineResult],
+    baseline: Option<&Baseline>,
+) {
+    let all: Vec<&EngineResult> = results.iter().chain(baseline.map(|b| &b.result)).collect();
     println!();
     println!("dataset {dataset}: {rows} rows, {queries} queries, recall@10, one client, prepared statement");
     println!();
     println!("{:<16} {:>10} {:>12}", "engine", "build s", "index MiB");
-    for r in results {
+    for r in &all {
         println!(
             "{:<16} {:>10.1} {:>12.1}",
             r.name,
@@ -59,23 +74,27 @@ pub fn print(dataset: &str, rows: usize, queries: usize, results: &[EngineResult
         );
     }
     println!();
+    print!("{:>5}", "");
+    for r in &all {
+        print!(" | {:<32}", r.name);
+    }
+    println!();
     print!("{:>5}", "ef");
-    for r in results {
+    for _ in &all {
         print!(
             " | {:>7} {:>8} {:>7} {:>7}",
             "recall", "QPS", "p50 ms", "p99 ms"
         );
-        let _ = r;
     }
     println!();
-    let n = results.iter().map(|r| r.passes.len()).max().unwrap_or(0);
+    let n = all.iter().map(|r| r.passes.len()).max().unwrap_or(0);
     for i in 0..n {
-        let ef = results
+        let ef = all
             .iter()
             .find_map(|r| r.passes.get(i))
             .map_or(0, |p| p.ef_search);
         print!("{ef:>5}");
-        for r in results {
+        for r in &all {
             match r.passes.get(i) {
                 Some(p) => print!(
                     " | {:>7.3} {:>8.0} {:>7.2} {:>7.2}",
@@ -86,6 +105,9 @@ pub fn print(dataset: &str, rows: usize, queries: usize, results: &[EngineResult
         }
         println!();
     }
+    if let Some(b) = baseline {
+        println!("({})", b.note);
+    }
     print_inserts(results);
     if let [a, b] = results {
         println!();
@@ -93,20 +115,36 @@ pub fn print(dataset: &str, rows: usize, queries: usize, results: &[EngineResult
             "QPS at equal recall ({} / {}, {}'s QPS interpolated at {}'s recall):",
             a.name, b.name, b.name, a.name
         );
-        for p in &a.passes {
-            match qps_at_recall(b, p.recall) {
-                Some(q) => println!(
-                    "  recall {:.3}: {:.0} vs {:.0} QPS = {:.2}x",
-                    p.recall,
-                    p.qps,
-                    q,
-                    p.qps / q
-                ),
-                None => println!(
-                    "  recall {:.3}: {:.0} QPS ({} did not reach this recall range)",
-                    p.recall, p.qps, b.name
-                ),
-            }
+        print_ratios(a, b);
+    }
+    if let Some(base) = baseline {
+        let base = &base.result;
+        for a in results {
+            println!();
+            println!(
+                "QPS at equal recall against the in-process ceiling ({} / {}, {}'s QPS interpolated):",
+                a.name, base.name, base.name
+            );
+            print_ratios(a, base);
+        }
+    }
+}
+
+/// For each of `a`'s passes, its QPS against `b`'s at the same recall.
+fn print_ratios(a: &EngineResult, b: &EngineResult) {
+    for p in &a.passes {
+        match qps_at_recall(b, p.recall) {
+            Some(q) => println!(
+                "  recall {:.3}: {:.0} vs {:.0} QPS = {:.2}x",
+                p.recall,
+                p.qps,
+                q,
+                p.qps / q
+            ),
+            None => println!(
+                "  recall {:.3}: {:.0} QPS ({} did not reach this recall range)",
+                p.recall, p.qps, b.name
+            ),
         }
     }
 }
@@ -175,7 +213,7 @@ fn print_inserts(results: &[EngineResult]) {
 pub fn plot(
     path: &Path,
     title: &str,
-    results: &[EngineResult],
+    results: &[&EngineResult],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")?;
     plotters::style::register_font(
@@ -201,8 +239,15 @@ pub fn plot(
         .x_desc("recall@10")
         .y_desc("queries per second (log)")
         .draw()?;
-    let colours = [RGBColor(200, 40, 40), RGBColor(40, 80, 200)];
+    let colours = [
+        RGBColor(200, 40, 40),
+        RGBColor(40, 80, 200),
+        RGBColor(0, 0, 0),
+    ];
+    let green = RGBColor(30, 150, 60);
     for (r, colour) in results.iter().zip(colours) {
+        // The in-process ceiling is green whoever else is plotted.
+        let colour = if r.name == "hnswlib" { green } else { colour };
         let pts: Vec<(f64, f64)> = r.passes.iter().map(|p| (p.recall, p.qps)).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))?
