@@ -155,6 +155,73 @@ fn a_crash_inside_vacuum_cleanup_keeps_the_index_answering() {
     }
 }
 
+/// Item 4: freeing a node splices its overflow chain (rows with its
+/// vector beyond two) onto the free overflow list in the record that
+/// frees the slot, and a later merge pops those pages in the record that
+/// uses them. A crash between two frees leaves every chain owned once
+/// (vhnsw_check), and the pages are reused afterwards without losing rows.
+#[test]
+fn a_crash_while_freeing_overflow_chains_loses_no_row() {
+    let cluster = cluster("overflow-chains");
+    // Copies of rows 1, 2 and 3 take ids that all_found_and_clean does
+    // not look up by vector (several rows share it).
+    let copies = |of: i32, from: i32| {
+        format!(
+            "INSERT INTO t SELECT i, (SELECT v FROM t WHERE id = {of})
+               FROM generate_series({from}, {from} + 120) i WHERE i % 20 <> 0"
+        )
+    };
+    for mode in MODES {
+        let mut c = cluster.connect("postgres");
+        table(&mut c, 16, 400);
+        c.batch_execute(&format!(
+            "{}; {}; SELECT vhnsw_merge('t_cos'), vhnsw_merge('t_l2');",
+            copies(1, 501),
+            copies(2, 641)
+        ))
+        .expect("copies");
+        c.batch_execute("DELETE FROM t WHERE id IN (1, 2) OR id BETWEEN 501 AND 799")
+            .expect("delete");
+        // The second node's free record is where the first one's chain
+        // already sits on the free list.
+        let mut c = fail_at(
+            &cluster,
+            &mut c,
+            &format!("repair_free_slot@2{mode}"),
+            "VACUUM t",
+        );
+        all_found_and_clean(&mut c, &format!("after the failed VACUUM{mode}"));
+        c.batch_execute("VACUUM t").expect("vacuum again");
+        let freed: i64 = support::one(
+            &mut c,
+            "SELECT (vhnsw_stats('t_l2')->>'free_overflow_pages')::bigint",
+        );
+        assert!(freed >= 2, "{freed} overflow pages freed{mode}");
+        c.batch_execute(&format!(
+            "SELECT txid_current(); {}; SELECT vhnsw_merge('t_cos'), vhnsw_merge('t_l2');",
+            copies(3, 801)
+        ))
+        .expect("copies again");
+        let left: i64 = support::one(
+            &mut c,
+            "SELECT (vhnsw_stats('t_l2')->>'free_overflow_pages')::bigint",
+        );
+        assert!(left < freed, "no freed overflow page reused{mode}");
+        c.batch_execute("SET enable_seqscan = off")
+            .expect("no seqscan");
+        let copies_found: i64 = support::one(
+            &mut c,
+            "SELECT count(*) FROM (SELECT id FROM t ORDER BY v <-> (SELECT v FROM t WHERE id = 3) LIMIT 200) s WHERE id = 3 OR id BETWEEN 801 AND 921",
+        );
+        // Row 3 and its 115 copies.
+        assert_eq!(
+            copies_found, 116,
+            "copies of row 3 found through the index{mode}"
+        );
+        all_found_and_clean(&mut c, &format!("after reuse{mode}"));
+    }
+}
+
 /// Item 2: a reused slot spanning four pages (7,000 dimensions) is
 /// written over several records; its header used to go in an earlier one
 /// than the metapage's free-list pop, so a crash between them left the
