@@ -35,6 +35,30 @@ pub trait CodedStore: GraphStore {
     ) -> f32;
 }
 
+/// Expands `node` once: its exact distance goes into `best` (kept to the
+/// `ef` nearest) and is returned; its unvisited neighbours' estimates
+/// replace `out`.
+#[allow(clippy::too_many_arguments)]
+fn expand_into<S: CodedStore + ?Sized>(
+    store: &S,
+    query: &Point,
+    coded: &Query,
+    node: NodeId,
+    visited: &mut Visited,
+    out: &mut Vec<(NodeId, f32)>,
+    best: &mut BinaryHeap<Candidate>,
+    ef: usize,
+) -> Candidate {
+    out.clear();
+    let distance = store.expand(query, coded, node, &mut |n| visited.insert(n), out);
+    let c = Candidate { distance, node };
+    best.push(c);
+    if best.len() > ef {
+        best.pop();
+    }
+    c
+}
+
 /// Reusable state of coded searches.
 #[derive(Debug, Default)]
 pub struct CodedSearch {
@@ -77,23 +101,17 @@ impl CodedSearch {
             {
                 break;
             }
-            out.clear();
-            let visited = &mut self.visited;
-            let exact = store.expand(
+            expand_into(
+                store,
                 query,
                 coded,
                 next.node,
-                &mut |n| visited.insert(n),
+                &mut self.visited,
                 &mut out,
+                &mut self.best,
+                ef,
             );
             self.expanded += 1;
-            self.best.push(Candidate {
-                distance: exact,
-                node: next.node,
-            });
-            if self.best.len() > ef {
-                self.best.pop();
-            }
             let worst = self.best.peek().map_or(f32::INFINITY, |w| w.distance);
             for &(node, estimate) in &out {
                 if self.best.len() < ef || estimate < worst + slack {
@@ -227,24 +245,17 @@ impl CodedScan {
                 break;
             }
             self.frontier.pop();
-            out.clear();
-            let visited = &mut self.visited;
-            let exact = store.expand(
+            let c = expand_into(
+                store,
                 query,
                 coded,
                 next.node,
-                &mut |n| visited.insert(n),
+                &mut self.visited,
                 &mut out,
+                &mut self.best,
+                ef,
             );
-            let c = Candidate {
-                distance: exact,
-                node: next.node,
-            };
             self.found.push(c);
-            self.best.push(c);
-            if self.best.len() > ef {
-                self.best.pop();
-            }
             // Everything goes on the frontier: a later, wider round may
             // want what this one would not expand.
             for &(node, estimate) in &out {
