@@ -11,6 +11,7 @@
 //! `slack` (estimates err both ways).
 
 use super::memory::MemoryGraph;
+use super::scan::Handout;
 use super::visited::Visited;
 use super::{Candidate, Entry, GraphStore, NodeId, Params, Point};
 use crate::quant::{self, Factors, Quantizer, Query};
@@ -142,14 +143,11 @@ pub struct CodedScan {
     /// Every expanded node with its exact distance.
     found: Vec<Candidate>,
     visited: Visited,
-    handed_out: Visited,
-    ready: Vec<Candidate>,
+    handout: Handout,
     out: Vec<(NodeId, f32)>,
     ef: usize,
     started: bool,
     exhausted: bool,
-    last: f32,
-    pub dropped: usize,
 }
 
 impl CodedScan {
@@ -159,15 +157,18 @@ impl CodedScan {
             best: BinaryHeap::new(),
             found: Vec::new(),
             visited: Visited::new(),
-            handed_out: Visited::new(),
-            ready: Vec::new(),
+            handout: Handout::default(),
             out: Vec::new(),
             ef: ef_search.max(1),
             started: false,
             exhausted: false,
-            last: f32::NEG_INFINITY,
-            dropped: 0,
         }
+    }
+
+    /// Nodes skipped because a later round found them after farther ones
+    /// had been returned.
+    pub fn dropped(&self) -> usize {
+        self.handout.dropped
     }
 
     /// Nodes expanded so far (node reads).
@@ -195,12 +196,7 @@ impl CodedScan {
             self.round(store, query, coded, max_expanded);
         }
         loop {
-            if let Some(c) = self.ready.pop() {
-                if c.distance < self.last {
-                    self.dropped += 1;
-                    continue;
-                }
-                self.last = c.distance;
+            if let Some(c) = self.handout.next() {
                 return Some(c);
             }
             if self.exhausted {
@@ -277,13 +273,7 @@ impl CodedScan {
                 *d.select_nth_unstable_by(k - 1, f32::total_cmp).1
             }
         };
-        for &c in &self.found {
-            if c.distance <= horizon && !self.handed_out.contains(c.node) {
-                self.handed_out.insert(c.node);
-                self.ready.push(c);
-            }
-        }
-        self.ready.sort_unstable_by(|a, b| b.cmp(a));
+        self.handout.settle(&self.found, horizon);
     }
 }
 
@@ -498,6 +488,6 @@ mod tests {
         while let Some(c) = scan.next(&coded, &q, &prepared, start, usize::MAX) {
             assert!(seen.insert(c.node), "node {} twice", c.node);
         }
-        assert_eq!(seen.len() + scan.dropped, graph.len());
+        assert_eq!(seen.len() + scan.dropped(), graph.len());
     }
 }

@@ -26,10 +26,7 @@ pub struct OrderedScan {
     started: bool,
     exhausted: bool,
     /// Results of the current round, farthest first (so `pop` is nearest).
-    ready: Vec<Candidate>,
-    handed_out: Visited,
-    last: f32,
-    dropped: usize,
+    handout: Handout,
     rounds: usize,
 }
 
@@ -49,10 +46,7 @@ impl OrderedScan {
             ef: ef_search.max(1),
             started: false,
             exhausted: false,
-            ready: Vec::new(),
-            handed_out: Visited::new(),
-            last: f32::NEG_INFINITY,
-            dropped: 0,
+            handout: Handout::default(),
             rounds: 0,
         }
     }
@@ -76,12 +70,7 @@ impl OrderedScan {
             self.round(store, query, max_evaluated, self.ef);
         }
         loop {
-            if let Some(c) = self.ready.pop() {
-                if c.distance < self.last {
-                    self.dropped += 1;
-                    continue;
-                }
-                self.last = c.distance;
+            if let Some(c) = self.handout.next() {
                 return Some(c);
             }
             if self.exhausted {
@@ -119,7 +108,48 @@ impl OrderedScan {
         } else {
             self.search.kth_distance(depth)
         };
-        for &c in self.search.found() {
+        self.handout.settle(self.search.found(), horizon);
+    }
+
+    /// Nodes skipped because a later round found them after farther ones
+    /// had been returned.
+    pub fn dropped(&self) -> usize {
+        self.handout.dropped
+    }
+
+    /// Distances computed so far.
+    pub fn evaluated(&self) -> usize {
+        self.search.evaluated()
+    }
+}
+
+/// What an ordered scan has settled and hands out, nearest first, never
+/// going back below what it already returned.
+#[derive(Debug)]
+pub(crate) struct Handout {
+    /// Settled and not yet returned, farthest first (so `pop` is nearest).
+    ready: Vec<Candidate>,
+    handed_out: Visited,
+    last: f32,
+    /// Nodes settled after farther ones had been returned: skipped.
+    pub(crate) dropped: usize,
+}
+
+impl Default for Handout {
+    fn default() -> Self {
+        Handout {
+            ready: Vec::new(),
+            handed_out: Visited::new(),
+            last: f32::NEG_INFINITY,
+            dropped: 0,
+        }
+    }
+}
+
+impl Handout {
+    /// Settles the nodes of `found` within `horizon` not settled before.
+    pub(crate) fn settle(&mut self, found: &[Candidate], horizon: f32) {
+        for &c in found {
             if c.distance <= horizon && !self.handed_out.contains(c.node) {
                 self.handed_out.insert(c.node);
                 self.ready.push(c);
@@ -128,14 +158,16 @@ impl OrderedScan {
         self.ready.sort_unstable_by(|a, b| b.cmp(a));
     }
 
-    /// Nodes skipped because a later round found them after farther ones
-    /// had been returned.
-    pub fn dropped(&self) -> usize {
-        self.dropped
-    }
-
-    /// Distances computed so far.
-    pub fn evaluated(&self) -> usize {
-        self.search.evaluated()
+    /// The nearest settled node not below the last one returned.
+    pub(crate) fn next(&mut self) -> Option<Candidate> {
+        while let Some(c) = self.ready.pop() {
+            if c.distance < self.last {
+                self.dropped += 1;
+                continue;
+            }
+            self.last = c.distance;
+            return Some(c);
+        }
+        None
     }
 }
