@@ -788,4 +788,57 @@ mod tests {
             seen.iter().filter(|s| !**s).count()
         );
     }
+
+    /// Cosine data whose clusters nearly share one direction (coordinates
+    /// uniform in 0..1 plus `i % 10`): heuristic pruning leaves level-0
+    /// lists of about 6 and hundreds of nodes without a path to them, whose
+    /// nearest reachable nodes are the same few hubs with full lists.
+    /// Linking them must not strand one another (it used to leave pairs
+    /// that took turns dropping each other from a shared hub).
+    #[test]
+    fn link_unreachable_links_nodes_sharing_a_full_hub() {
+        for seed in 0..4u64 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let data: Vec<Vec<f32>> = (0..4000)
+                .map(|i| {
+                    (0..64)
+                        .map(|_| rng.gen::<f32>() + (i % 10) as f32)
+                        .collect()
+                })
+                .collect();
+            let params = Params {
+                metric: Metric::Cosine,
+                m: 16,
+                ef_construction: 64,
+            };
+            let mut g = MemoryGraph::new(params, 64, 42 + seed);
+            for v in &data {
+                g.push(&Metric::Cosine.prepare(v).expect("indexable"));
+            }
+            // The build without its final repair, one insert at a time.
+            let mut search = LayerSearch::new();
+            for id in permutation(g.len(), g.seed) {
+                g.insert(id, &mut search);
+            }
+            let lost = g.unreachable();
+            assert!(lost.len() > 20, "seed {seed}: only {} lost", lost.len());
+            g.link_unreachable();
+            assert_eq!(g.unreachable(), Vec::<NodeId>::new(), "seed {seed}");
+            let mut list = Vec::new();
+            for n in 0..g.len() as NodeId {
+                for level in 0..=g.level(n) {
+                    g.neighbors(n, level, &mut list);
+                    assert!(list.len() <= params.max_neighbors(level));
+                    assert!(!list.contains(&n), "self loop");
+                    let mut sorted = list.clone();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    assert_eq!(sorted.len(), list.len(), "duplicate in {n}'s list");
+                }
+            }
+            // And the parallel build as CREATE INDEX runs it.
+            let built = build(Metric::Cosine, &data, 16, 64);
+            assert_eq!(built.unreachable(), Vec::<NodeId>::new(), "seed {seed}");
+        }
+    }
 }

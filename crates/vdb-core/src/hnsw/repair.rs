@@ -11,8 +11,10 @@
 //! points), and small groups of nodes can end up pointing only at each
 //! other. A node no path leads to can never be found, so after bulk
 //! changes every unreachable node is linked from its nearest reachable one.
-//! That node makes room by dropping its farthest neighbour that something
-//! else also points to, so the repair never strands another node.
+//! A full list makes room by dropping its farthest neighbour that the entry
+//! point still reaches another way: one whose edge is not on the spanning
+//! tree of the search that found the reachable nodes. So the repair never
+//! strands another node, and the reachable set only grows.
 
 use super::search::{descend, search_layer, LayerSearch};
 use super::select::refill;
@@ -103,11 +105,18 @@ pub fn repair_removed<S: GraphWrite + ?Sized>(
     changed
 }
 
-/// Marks in `reached` everything reachable from `start` (any level).
+/// `parent0[n]` of a node no level-0 edge of the spanning tree reaches.
+const NO_PARENT: NodeId = NodeId::MAX;
+
+/// Marks in `reached` everything reachable from `start` (any level). With
+/// `parent0`, records the spanning tree of the walk: `parent0[n]` is the
+/// node whose level-0 list first reached `n` (left alone when an upper
+/// level did). Any other edge can go without stranding a node.
 fn mark_from<S: GraphWrite + ?Sized>(
     store: &S,
     start: NodeId,
     reached: &mut [bool],
+    mut parent0: Option<&mut [NodeId]>,
     levels: &dyn Fn(NodeId) -> u8,
 ) {
     if std::mem::replace(&mut reached[start as usize], true) {
@@ -121,6 +130,9 @@ fn mark_from<S: GraphWrite + ?Sized>(
             for &n in &list {
                 if let Some(r) = reached.get_mut(n as usize) {
                     if !std::mem::replace(r, true) {
+                        if let (0, Some(p)) = (level, parent0.as_deref_mut()) {
+                            p[n as usize] = node;
+                        }
                         stack.push(n);
                     }
                 }
@@ -139,7 +151,7 @@ pub fn unreachable<S: GraphWrite + ?Sized>(
 ) -> Vec<NodeId> {
     let mut reached = vec![false; count as usize];
     if let Some(entry) = store.entry() {
-        mark_from(store, entry.node, &mut reached, levels);
+        mark_from(store, entry.node, &mut reached, None, levels);
     }
     (0..count)
         .filter(|&n| !reached[n as usize] && !skip(n))
@@ -148,6 +160,10 @@ pub fn unreachable<S: GraphWrite + ?Sized>(
 
 /// Links every unreachable node from its nearest reachable node. `point(n)`
 /// loads node `n`'s stored vector. Returns how many links were made.
+///
+/// Candidates are tried nearest first: the node's own reachable
+/// neighbours, then what a search finds, then (should all of those have
+/// full lists of tree edges) every reachable node.
 pub fn link_unreachable<S: GraphWrite + ?Sized>(
     store: &S,
     count: u32,
@@ -158,106 +174,99 @@ pub fn link_unreachable<S: GraphWrite + ?Sized>(
     let Some(entry) = store.entry() else {
         return 0;
     };
-    let max = store.params().max_neighbors(0);
+    let mut reached = vec![false; count as usize];
+    let mut parent0 = vec![NO_PARENT; count as usize];
+    mark_from(store, entry.node, &mut reached, Some(&mut parent0), levels);
+    let lost: Vec<NodeId> = (0..count)
+        .filter(|&n| !reached[n as usize] && !skip(n))
+        .collect();
     let mut linked = 0;
     let mut search = LayerSearch::new();
     let mut list = Vec::new();
-    // Level-0 in-degrees, to know which links can be given up.
-    let mut in_degree = vec![0u32; count as usize];
-    for node in 0..count {
-        store.neighbors(node, 0, &mut list);
-        for &n in &list {
-            if let Some(d) = in_degree.get_mut(n as usize) {
-                *d += 1;
-            }
+    for node in lost {
+        if reached[node as usize] {
+            continue; // reached through a node linked before it
         }
-    }
-    for _ in 0..4 {
-        let mut reached = vec![false; count as usize];
-        mark_from(store, entry.node, &mut reached, levels);
-        let lost: Vec<NodeId> = (0..count)
-            .filter(|&n| !reached[n as usize] && !skip(n))
-            .collect();
-        if lost.is_empty() {
-            break;
-        }
-        for node in lost {
-            if reached[node as usize] {
-                continue; // reached through a node linked earlier in this round
-            }
-            store.neighbors(node, 0, &mut list);
-            let mut candidates: Vec<NodeId> = list
-                .iter()
-                .copied()
-                .filter(|&n| reached[n as usize] && !skip(n))
+        let p = point(node);
+        let usable = |n: NodeId, reached: &[bool]| n != node && reached[n as usize] && !skip(n);
+        let by_distance = |nodes: &mut dyn Iterator<Item = NodeId>| {
+            let mut c: Vec<Candidate> = nodes
+                .map(|n| Candidate {
+                    distance: store.distance(&p, n),
+                    node: n,
+                })
                 .collect();
-            if candidates.is_empty() {
-                // Find reachable neighbours the way a search would.
-                let p = point(node);
-                let mut scratch = Vec::new();
-                let start = descend(store, &p, entry, 0, &mut scratch);
-                let found = search_layer(
-                    store,
-                    &mut search,
-                    &p,
-                    &[start],
-                    0,
-                    store.params().ef_construction,
-                );
-                candidates = found
-                    .iter()
-                    .map(|c| c.node)
-                    .filter(|&n| n != node && !skip(n))
-                    .collect();
-            }
-            candidates.sort_by(|&a, &b| {
-                store
-                    .distance_between(node, a)
-                    .total_cmp(&store.distance_between(node, b))
-            });
-            for via in candidates {
-                let mut dropped = None;
-                let mut added = false;
-                store.update_neighbors(via, 0, &mut |current: &mut Vec<NodeId>| {
-                    if current.contains(&node) {
-                        added = true;
-                    } else if current.len() < max {
-                        current.push(node);
-                        added = true;
-                    } else if let Some(i) = farthest_spare(store, via, current, &in_degree) {
-                        dropped = Some(current[i]);
-                        current[i] = node;
-                        added = true;
-                    }
-                });
-                if added {
-                    if let Some(d) = dropped {
-                        in_degree[d as usize] -= 1;
-                    }
-                    in_degree[node as usize] += 1;
-                    linked += 1;
-                    mark_from(store, node, &mut reached, levels);
-                    break;
+            c.sort_unstable();
+            c.dedup_by_key(|c| c.node);
+            c
+        };
+        store.neighbors(node, 0, &mut list);
+        let mut tried = Vec::new();
+        for stage in 0..3 {
+            let candidates = match stage {
+                0 => by_distance(&mut list.iter().copied().filter(|&n| usable(n, &reached))),
+                1 => {
+                    let mut scratch = Vec::new();
+                    let start = descend(store, &p, entry, 0, &mut scratch);
+                    let found = search_layer(
+                        store,
+                        &mut search,
+                        &p,
+                        &[start],
+                        0,
+                        store.params().ef_construction,
+                    );
+                    by_distance(
+                        &mut found
+                            .iter()
+                            .map(|c| c.node)
+                            .filter(|&n| usable(n, &reached) && !tried.contains(&n)),
+                    )
                 }
+                _ => by_distance(
+                    &mut (0..count).filter(|&n| usable(n, &reached) && !tried.contains(&n)),
+                ),
+            };
+            let via = candidates
+                .iter()
+                .map(|c| c.node)
+                .inspect(|&n| tried.push(n))
+                .find(|&via| link(store, via, node, &parent0));
+            if let Some(via) = via {
+                linked += 1;
+                parent0[node as usize] = via;
+                // The new edge and everything behind it join the tree.
+                mark_from(store, node, &mut reached, Some(&mut parent0), levels);
+                break;
             }
         }
     }
     linked
 }
 
-/// Index in `current` of `base`'s farthest neighbour that another node
-/// also points to (so dropping it strands nobody).
-fn farthest_spare<S: GraphWrite + ?Sized>(
-    store: &S,
-    base: NodeId,
-    current: &[NodeId],
-    in_degree: &[u32],
-) -> Option<usize> {
-    current
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| in_degree.get(n as usize).is_some_and(|&d| d > 1))
-        .map(|(i, &n)| (store.distance_between(base, n), i))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, i)| i)
+/// Adds `node` to `via`'s level-0 list, if it has room or a neighbour
+/// that the spanning tree `parent0` reaches through another edge (the
+/// farthest such goes). Returns whether `via` now links `node`.
+fn link<S: GraphWrite + ?Sized>(store: &S, via: NodeId, node: NodeId, parent0: &[NodeId]) -> bool {
+    let max = store.params().max_neighbors(0);
+    let mut added = false;
+    store.update_neighbors(via, 0, &mut |current: &mut Vec<NodeId>| {
+        if current.contains(&node) {
+            added = true;
+        } else if current.len() < max {
+            current.push(node);
+            added = true;
+        } else if let Some(i) = current
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| parent0.get(n as usize) != Some(&via))
+            .map(|(i, &n)| (store.distance_between(via, n), i))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, i)| i)
+        {
+            current[i] = node;
+            added = true;
+        }
+    });
+    added
 }
