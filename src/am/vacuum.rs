@@ -88,11 +88,13 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
 /// Merges the pending list, if it can. Nothing VACUUM must do depends on
 /// it (bulk delete already flagged the dead entries), so a failure is a
 /// WARNING, never an abort of the VACUUM: that would keep the table's
-/// `relfrozenxid` from advancing. In a parallel VACUUM no subtransaction
-/// can start, and the merge is left to the background worker.
+/// `relfrozenxid` from advancing. In a parallel VACUUM (a manual VACUUM
+/// of a table with several large indexes) no subtransaction can start:
+/// a merge worker is asked for instead.
 fn merge_pending(index: Index) {
     // SAFETY: reads a backend-local flag.
     if unsafe { pg_sys::IsInParallelMode() } {
+        super::worker::request_merge(index);
         return;
     }
     let result = in_subtransaction(|| merge_all(index, merge_batch_size()));
