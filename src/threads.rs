@@ -69,6 +69,17 @@ impl WorkPool {
             .as_ref()
     }
 
+    /// `f(0) .. f(n − 1)`, in order, on all cores (serially if the
+    /// pool's threads could not start). `f` must not call Postgres.
+    pub fn map<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        if n >= PARALLEL_MIN_JOBS && cores() > 1 {
+            if let Some(pool) = self.get() {
+                return pool.install(|| (0..n).into_par_iter().map(&f).collect());
+            }
+        }
+        (0..n).map(f).collect()
+    }
+
     /// Re-selects full neighbour lists, on all cores when there are
     /// enough. A panic in a job reaches the caller's thread (and becomes
     /// an ERROR).

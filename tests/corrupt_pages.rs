@@ -96,3 +96,66 @@ fn relink_after_restart(cluster: &Cluster, file: &str, first_pending: i64) {
     relink(cluster, file, first_pending as u64, u32::MAX);
     cluster.pg_ctl_start();
 }
+
+/// `Meta::version` is the second `u32` of the metapage's payload, after
+/// the 24-byte page header and the magic number.
+const VERSION_AT: u64 = 24 + 4;
+
+#[test]
+fn an_index_of_an_older_layout_asks_for_reindex() {
+    support::require_vdb();
+    let cluster = Cluster::start("oldlayout", &["vhnsw.merge_naptime = '1h'"]);
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION vdb;
+         CREATE TABLE d (id int, v vector(4));
+         INSERT INTO d SELECT i, ARRAY[random(), random(), random(), random()] FROM generate_series(1, 300) i;
+         CREATE INDEX d_idx ON d USING vhnsw (v vector_l2_ops);
+         CHECKPOINT;",
+    )
+    .expect("setup");
+    let file: String = support::one(&mut c, "SELECT pg_relation_filepath('d_idx')");
+    drop(c);
+    cluster.stop();
+    // Layout 2 (before codes in level-0 lists).
+    let path = cluster.data().join(&file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.seek(SeekFrom::Start(VERSION_AT)).expect("seek");
+    f.write_all(&2u32.to_ne_bytes()).expect("write");
+    drop(f);
+    cluster.pg_ctl_start();
+    let mut c = index_scans(&cluster);
+    for query in [
+        "SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 3",
+        "INSERT INTO d VALUES (0, '[1,2,3,4]')",
+    ] {
+        let err = c
+            .query(query, &[])
+            .expect_err("an old layout must be refused");
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(
+            db.code(),
+            &postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "{}",
+            db.message()
+        );
+        assert!(
+            db.message().contains("layout version 2"),
+            "{}",
+            db.message()
+        );
+        assert!(
+            db.detail().is_some_and(|d| d.contains("REINDEX")),
+            "{:?}",
+            db.detail()
+        );
+    }
+    c.batch_execute("REINDEX INDEX d_idx").expect("reindex");
+    let rows = c
+        .query("SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 3", &[])
+        .expect("query after REINDEX");
+    assert_eq!(rows.len(), 3);
+}

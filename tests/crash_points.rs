@@ -33,6 +33,10 @@ fn cluster(name: &str) -> Cluster {
     cluster
 }
 
+/// Dimensions of most tests' rows: wide enough for level-0 lists to
+/// carry neighbour codes, so every write under test re-codes them.
+const DIMS: usize = 32;
+
 /// `t(id, v vector(dims))` with `n` seeded random rows and two vhnsw
 /// indexes, `t_cos` (cosine) and `t_l2` (l2).
 fn table(c: &mut Client, dims: usize, n: usize) {
@@ -135,7 +139,7 @@ fn a_crash_inside_vacuum_cleanup_keeps_the_index_answering() {
     let cluster = cluster("vacuum-cleanup");
     for mode in MODES {
         let mut c = cluster.connect("postgres");
-        table(&mut c, 16, 2000);
+        table(&mut c, DIMS, 2000);
         c.batch_execute("DELETE FROM t WHERE id > 40")
             .expect("delete");
         let mut c = fail_at(
@@ -173,7 +177,7 @@ fn a_crash_while_freeing_overflow_chains_loses_no_row() {
     };
     for mode in MODES {
         let mut c = cluster.connect("postgres");
-        table(&mut c, 16, 400);
+        table(&mut c, DIMS, 400);
         c.batch_execute(&format!(
             "{}; {}; SELECT vhnsw_merge('t_cos'), vhnsw_merge('t_l2');",
             copies(1, 501),
@@ -257,8 +261,8 @@ fn a_row_merged_but_not_linked_yet_is_found() {
     let cluster = cluster("link-back");
     for mode in MODES {
         let mut c = cluster.connect("postgres");
-        table(&mut c, 16, 2000);
-        insert(&mut c, 16, 5000, 1);
+        table(&mut c, DIMS, 2000);
+        insert(&mut c, DIMS, 5000, 1);
         let mut c = fail_at(
             &cluster,
             &mut c,
@@ -279,8 +283,8 @@ fn a_row_merged_but_not_linked_yet_is_found() {
 fn a_merge_between_a_scans_two_reads_hides_nothing() {
     let cluster = cluster("scan-window");
     let mut c = cluster.connect("postgres");
-    table(&mut c, 16, 2000);
-    insert(&mut c, 16, 5000, 1);
+    table(&mut c, DIMS, 2000);
+    insert(&mut c, DIMS, 5000, 1);
     let mut reader = cluster.connect("postgres");
     let (ready, started) = std::sync::mpsc::channel();
     let scan = std::thread::spawn(move || {
@@ -318,7 +322,7 @@ fn a_merge_between_a_scans_two_reads_hides_nothing() {
     c.batch_execute("SET enable_seqscan = off")
         .expect("settings");
     for id in 6000..6200 {
-        insert(&mut c, 16, id, 1);
+        insert(&mut c, DIMS, id, 1);
         let found: i32 = support::one(
             &mut c,
             &format!("SELECT id FROM t ORDER BY v <=> (SELECT v FROM t WHERE id = {id}) LIMIT 1"),
@@ -338,8 +342,8 @@ fn a_crash_while_adding_an_extent_leaves_the_index_sound() {
     let cluster = cluster("extent");
     for mode in MODES {
         let mut c = cluster.connect("postgres");
-        table(&mut c, 16, 100);
-        insert(&mut c, 16, 1000, 500);
+        table(&mut c, DIMS, 100);
+        insert(&mut c, DIMS, 1000, 500);
         let mut c = fail_at(
             &cluster,
             &mut c,
@@ -358,8 +362,8 @@ fn a_crash_while_adding_an_extent_leaves_the_index_sound() {
 fn a_failing_merge_does_not_abort_vacuum() {
     let cluster = cluster("vacuum-merge");
     let mut c = cluster.connect("postgres");
-    table(&mut c, 16, 500);
-    insert(&mut c, 16, 1000, 200);
+    table(&mut c, DIMS, 500);
+    insert(&mut c, DIMS, 1000, 200);
     c.batch_execute("DELETE FROM t WHERE id % 5 = 0")
         .expect("delete");
     let before: i64 = support::one(
@@ -426,7 +430,7 @@ fn check_and_a_writer_holding_the_table_do_not_deadlock() {
 fn a_scan_with_an_old_snapshot_reads_no_unknown_block() {
     let cluster = cluster("stale-extents");
     let mut c = cluster.connect("postgres");
-    table(&mut c, 16, 1500);
+    table(&mut c, DIMS, 1500);
     c.batch_execute("DELETE FROM t WHERE id <= 1000")
         .expect("delete");
     c.batch_execute("VACUUM t").expect("free slots");
@@ -451,7 +455,7 @@ fn a_scan_with_an_old_snapshot_reads_no_unknown_block() {
     // slots, with new upper slots in new extents.
     started.recv().expect("reader ready");
     std::thread::sleep(Duration::from_millis(200));
-    insert(&mut c, 16, 10_000, 1200);
+    insert(&mut c, DIMS, 10_000, 1200);
     c.batch_execute("SELECT vhnsw_merge('t_l2')")
         .expect("merge");
     let before: i64 = support::one(&mut c, "SELECT pg_relation_size('t_l2')");

@@ -19,7 +19,7 @@ use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::buffer::{Block, BulkWriter};
-use crate::storage::graph::{encode_slot, encode_upper, write_overflow};
+use crate::storage::graph::{code_list, encode_slot, encode_upper, write_overflow};
 use crate::storage::layout::{
     self, Geometry, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER,
     PAYLOAD,
@@ -27,6 +27,7 @@ use crate::storage::layout::{
 use crate::storage::meta::{new_meta, put_meta};
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
+use crate::threads::WorkPool;
 use crate::threads::{cores, SignalsBlocked};
 use pgrx::pg_sys;
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ struct BuildState {
     metric: Metric,
     m: usize,
     ef_construction: usize,
+    code_bits: u8,
     dims: usize,
     budget: usize,
     graph: Option<MemoryGraph>,
@@ -188,6 +190,7 @@ impl BuildState {
             &self.extra_tids,
             self.metric,
             self.ef_construction,
+            self.code_bits,
         );
         self.first_tid = Vec::new();
         self.extra_tids = HashMap::new();
@@ -255,7 +258,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     if crate::storage::buffer::block_count(index_rel) != 0 {
         or_raise::<()>(Err(SqlError::internal("index already contains data")));
     }
-    let (m, ef_construction) = index_options(index_rel);
+    let options = index_options(index_rel);
     let metric = or_raise(opclass_metric(index_rel));
     // SAFETY: maintenance_work_mem is a plain GUC variable (in kB).
     let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
@@ -272,8 +275,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     let mut state = BuildState {
         index: index_rel,
         metric,
-        m,
-        ef_construction,
+        m: options.m,
+        ef_construction: options.ef_construction,
+        code_bits: options.code_bits,
         dims: column_dims(index_rel).unwrap_or(0),
         budget,
         graph: None,
@@ -301,13 +305,15 @@ pub unsafe extern "C-unwind" fn ambuild(
         )
     };
     or_raise(state.drain_backlog());
-    match state.disk.as_ref() {
-        None => or_raise(state.flush()),
-        // Rows inserted one at a time after the flush can have pruned
-        // away another node's only incoming edge.
-        Some(disk) => {
-            disk.link_unreachable();
-        }
+    if state.disk.is_none() {
+        or_raise(state.flush());
+    }
+    // Rows inserted one at a time after the flush can have pruned away
+    // another node's only incoming edge, and the parallel build can leave
+    // a node that no list keeps (data with many near-identical
+    // directions): every node no path reaches is linked.
+    if let Some(disk) = state.disk.as_ref() {
+        disk.link_unreachable();
     }
     // SAFETY: palloc0 returns a zeroed IndexBuildResult.
     unsafe {
@@ -324,13 +330,14 @@ pub unsafe extern "C-unwind" fn ambuild(
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     // SAFETY: Postgres keeps the index open for the call.
     let index_rel = unsafe { Index::new(index) };
-    let (m, ef_construction) = index_options(index_rel);
+    let options = index_options(index_rel);
     let metric = or_raise(opclass_metric(index_rel));
     let mut meta = new_meta(
         column_dims(index_rel).unwrap_or(0),
         metric,
-        m,
-        ef_construction,
+        options.m,
+        options.ef_construction,
+        options.code_bits,
     );
     meta.node_extent_count = 1;
     meta.upper_extent_count = 1;
@@ -470,10 +477,12 @@ fn write_index(
     extra_tids: &HashMap<NodeId, Vec<Tid>>,
     metric: Metric,
     ef_construction: usize,
+    code_bits: u8,
 ) {
     let params = graph.params();
-    let g = Geometry::new(graph.dims(), params.m);
-    let mut meta = new_meta(graph.dims(), metric, params.m, ef_construction);
+    let mut meta = new_meta(graph.dims(), metric, params.m, ef_construction, code_bits);
+    let g = Geometry::from_meta(&meta);
+    let quantizer = crate::storage::layout::quantizer(&meta);
     let mut w = BulkWriter::new(index);
     let meta_block = w.append(PageKind::Meta, |_| {});
 
@@ -532,11 +541,22 @@ fn write_index(
         upper_first.push(upper_count);
         upper_count += u32::from(graph.level(order[new as usize]));
     }
-    let mut list = Vec::new();
-    let slot_of = |new: NodeId, list: &mut Vec<NodeId>| {
+    // Slots are encoded (their codes taken) on all cores, a chunk of
+    // units at a time, and written in order.
+    let slot_of = |new: NodeId| {
         let old = order[new as usize];
-        graph.neighbors(old, 0, list);
-        renumbered(list);
+        let mut list = Vec::new();
+        graph.neighbors(old, 0, &mut list);
+        let codes = match &quantizer {
+            Some(q) => code_list(
+                q,
+                &g,
+                graph.vector(old),
+                list.iter().map(|&n| graph.vector(n)),
+            ),
+            None => Vec::new(),
+        };
+        renumbered(&mut list);
         let tids: Vec<Tid> = std::iter::once(first_tid[old as usize])
             .chain(
                 extra_tids
@@ -557,31 +577,40 @@ fn write_index(
             graph.level(old),
             upper_first[new as usize],
             overflow.get(&old).copied().unwrap_or(INVALID_BLOCK),
-            list,
+            &list,
+            &codes,
         )
     };
-    for unit in 0..units {
+    let pool = WorkPool::default();
+    let per_page = g.nodes_per_page.max(1) as u32;
+    const CHUNK_UNITS: u32 = 256;
+    for chunk in (0..units).step_by(CHUNK_UNITS as usize) {
+        pgrx::check_for_interrupts!();
+        let first = chunk * per_page;
+        let last = ((chunk + CHUNK_UNITS) * per_page).min(n);
+        let slots = pool.map((last - first) as usize, |i| slot_of(first + i as u32));
         if g.nodes_per_page > 0 {
-            let first = unit * g.nodes_per_page as u32;
-            let last = (first + g.nodes_per_page as u32).min(n);
-            w.append(PageKind::Node, |page| {
-                for node in first..last {
-                    let slot = slot_of(node, &mut list);
-                    let start = PAGE_HEADER + (node - first) as usize * g.node_size;
-                    page[start..start + slot.len()].copy_from_slice(&slot);
-                }
-            });
-        } else {
-            let slot = slot_of(unit, &mut list);
-            for chunk in slot.chunks(PAYLOAD) {
+            for page_slots in slots.chunks(per_page as usize) {
                 w.append(PageKind::Node, |page| {
-                    page[PAGE_HEADER..PAGE_HEADER + chunk.len()].copy_from_slice(chunk)
+                    for (i, slot) in page_slots.iter().enumerate() {
+                        let start = PAGE_HEADER + i * g.node_size;
+                        page[start..start + slot.len()].copy_from_slice(slot);
+                    }
                 });
+            }
+        } else {
+            for slot in &slots {
+                for part in slot.chunks(PAYLOAD) {
+                    w.append(PageKind::Node, |page| {
+                        page[PAGE_HEADER..PAGE_HEADER + part.len()].copy_from_slice(part)
+                    });
+                }
             }
         }
     }
 
     // Upper region: one extent.
+    let mut list = Vec::new();
     let pages = upper_count.div_ceil(g.uppers_per_page as u32);
     meta.upper_base_units = pages;
     meta.upper_extent_count = 1;

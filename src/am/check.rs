@@ -10,13 +10,38 @@
 use super::utils::{with_index, Needs};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, Args};
-use crate::storage::graph::PageGraph;
+use crate::storage::graph::{code_list, PageGraph};
 use crate::storage::layout::{Tid, NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE};
 use crate::storage::writer::GraphLock;
 use crate::storage::{pending, Index};
 use pgrx::pg_sys::{self, Datum};
 use std::collections::{HashMap, HashSet, VecDeque};
 use vdb_core::hnsw::{GraphStore, Metric, NodeId};
+
+/// Level-0 entries of `node` whose code is not its neighbour's vector
+/// coded around `node`'s (a write that moved an id without its code).
+fn stale_codes(graph: &PageGraph, node: NodeId, list: &[NodeId]) -> Vec<String> {
+    let Some(q) = &graph.quantizer else {
+        return Vec::new();
+    };
+    let g = graph.geometry;
+    let stored = graph.codes(node);
+    let vectors: Vec<_> = list.iter().map(|&n| graph.load(n)).collect();
+    let wanted = code_list(
+        q,
+        &g,
+        &graph.load(node).vec,
+        vectors.iter().map(|p| &p.vec[..]),
+    );
+    list.iter()
+        .enumerate()
+        .filter(|&(i, _)| {
+            let range = i * g.code_entry..(i + 1) * g.code_entry;
+            stored.get(range.clone()) != wanted.get(range)
+        })
+        .map(|(_, other)| format!("node {node} has a stale code for its neighbour {other}"))
+        .collect()
+}
 
 /// Problems found by looking at the index alone.
 pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
@@ -83,6 +108,9 @@ pub fn structural_problems(graph: &PageGraph) -> Vec<String> {
                 problems.push(format!(
                     "node {node} lists a neighbour twice on level {level}"
                 ));
+            }
+            if level == 0 && !unlinked_deleted {
+                problems.extend(stale_codes(graph, node, &list));
             }
             for &other in &list {
                 if !in_use(other) && !unlinked_deleted {
@@ -476,7 +504,7 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
     };
     Ok(format!(
         "{{\"nodes\": {live}, \"deleted_nodes\": {}, \"free_slots\": {}, \"free_overflow_pages\": {free_overflow}, \"upper_slots\": {}, \"upper_slots_lost\": {lost_uppers}, \"pending\": {pending}, \"merged_total\": {}, \
-         \"last_merge_epoch\": {last_merge}, \"dims\": {}, \"m\": {}, \"ef_construction\": {}, \"entry_level\": {}, \
+         \"last_merge_epoch\": {last_merge}, \"dims\": {}, \"m\": {}, \"ef_construction\": {}, \"code_bits\": {}, \"code_dims\": {}, \"entry_level\": {}, \
          \"nodes_per_level\": {:?}, \"avg_degree_level0\": {:.2}, \"index_pages\": {pages}, \"index_bytes\": {}}}",
         meta.deleted_nodes,
         meta.free_nodes,
@@ -485,6 +513,8 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
         meta.dims,
         meta.m,
         meta.ef_construction,
+        if meta.code_coords == 0 { 0 } else { meta.code_bits },
+        meta.code_coords,
         if meta.entry_node == NO_NODE { -1 } else { i64::from(meta.entry_level) },
         levels,
         degree0 as f64 / in_use.max(1) as f64,

@@ -48,7 +48,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
 
         let info = &*(*path).indexinfo;
         let index = pg_sys::index_open(info.indexoid, pg_sys::NoLock as i32);
-        let (m, _) = index_options(crate::storage::Index::new(index));
+        let m = index_options(crate::storage::Index::new(index)).m;
         pg_sys::index_close(index, pg_sys::NoLock as i32);
 
         let tuples = info.tuples.max(1.0);

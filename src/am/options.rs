@@ -11,6 +11,9 @@ pub const M_MAX: i32 = 100;
 pub const EF_CONSTRUCTION_DEFAULT: i32 = 64;
 pub const EF_CONSTRUCTION_MIN: i32 = 4;
 pub const EF_CONSTRUCTION_MAX: i32 = 1000;
+/// One bit per coded coordinate: at equal recall, 4–8× fewer page reads
+/// than plain lists (see the README's Tuning section).
+pub const CODE_BITS_DEFAULT: i32 = 1;
 
 /// `vhnsw.ef_search`: candidates kept by a search; more is slower and more
 /// accurate.
@@ -47,6 +50,16 @@ struct RawOptions {
     vl_len_: i32,
     m: i32,
     ef_construction: i32,
+    code_bits: i32,
+}
+
+/// An index's options, defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexOptions {
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Bits per coded coordinate in level-0 lists (0: no codes).
+    pub code_bits: u8,
 }
 
 /// Registers the GUCs and the reloptions; called from `_PG_init`.
@@ -135,6 +148,15 @@ pub fn init() {
             EF_CONSTRUCTION_MAX,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        pg_sys::add_int_reloption(
+            kind,
+            c"code_bits".as_ptr(),
+            c"Bits per coordinate of the neighbour codes in level-0 lists (0, 1, 2, 4 or 8; 0: no codes)".as_ptr(),
+            CODE_BITS_DEFAULT,
+            0,
+            8,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
     }
 }
 
@@ -155,10 +177,15 @@ pub unsafe extern "C-unwind" fn amoptions(
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(RawOptions, ef_construction) as i32,
         },
+        pg_sys::relopt_parse_elt {
+            optname: c"code_bits".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(RawOptions, code_bits) as i32,
+        },
     ];
     // SAFETY: build_reloptions fills a palloc'd RawOptions from the table;
     // out-of-range values raise ERROR when validate is true.
-    unsafe {
+    let parsed: *mut RawOptions = unsafe {
         pg_sys::build_reloptions(
             reloptions,
             validate,
@@ -168,17 +195,37 @@ pub unsafe extern "C-unwind" fn amoptions(
             table.len() as i32,
         )
         .cast()
+    };
+    // SAFETY: null or the options just parsed.
+    if let Some(o) = unsafe { parsed.as_ref() } {
+        if validate && !matches!(o.code_bits, 0 | 1 | 2 | 4 | 8) {
+            crate::fmgr::raise(crate::error::SqlError::invalid_parameter(format!(
+                "code_bits must be 0, 1, 2, 4 or 8, not {}",
+                o.code_bits
+            )));
+        }
     }
+    parsed.cast()
 }
 
-/// `(m, ef_construction)` of an index, defaults filled in.
-pub fn index_options(index: crate::storage::Index) -> (usize, usize) {
+/// An index's options, defaults filled in.
+pub fn index_options(index: crate::storage::Index) -> IndexOptions {
     // SAFETY: rd_options is null or the RawOptions amoptions returned.
     let raw = unsafe { (*index.raw()).rd_options.cast::<RawOptions>().as_ref() };
-    let (m, efc) = raw.map_or((M_DEFAULT, EF_CONSTRUCTION_DEFAULT), |o| {
-        (o.m, o.ef_construction)
-    });
-    (m as usize, efc as usize)
+    let (m, efc, bits) = raw.map_or(
+        (M_DEFAULT, EF_CONSTRUCTION_DEFAULT, CODE_BITS_DEFAULT),
+        |o| (o.m, o.ef_construction, o.code_bits),
+    );
+    IndexOptions {
+        m: m as usize,
+        ef_construction: efc as usize,
+        // amoptions refused anything else.
+        code_bits: if matches!(bits, 0 | 1 | 2 | 4 | 8) {
+            bits as u8
+        } else {
+            CODE_BITS_DEFAULT as u8
+        },
+    }
 }
 
 pub fn ef_search() -> usize {

@@ -21,8 +21,11 @@ use crate::storage::{pending, Index};
 use pgrx::pg_sys;
 use pgrx::PgMemoryContexts;
 use std::collections::HashSet;
+use vdb_core::hnsw::coded::CodedScan;
 use vdb_core::hnsw::scan::OrderedScan;
-use vdb_core::hnsw::{GraphStore, Point, Unindexable};
+use vdb_core::hnsw::search::descend;
+use vdb_core::hnsw::{Candidate, GraphStore, NodeId, Point, Unindexable};
+use vdb_core::quant::Query;
 
 /// Per-scan state, owned by the scan's memory context.
 #[derive(Default)]
@@ -33,12 +36,48 @@ struct ScanState {
     tids: Vec<Tid>,
 }
 
+/// The graph walk of one scan: on codes when the index has them (a hop
+/// reads one page), else measuring every neighbour.
+enum Walk {
+    Plain(OrderedScan),
+    Coded {
+        scan: CodedScan,
+        query: Query,
+        /// The level-0 start, found on the first call.
+        start: Option<NodeId>,
+    },
+}
+
+impl Walk {
+    fn next(&mut self, graph: &PageGraph, query: &Point, limit: usize) -> Option<Candidate> {
+        match self {
+            Walk::Plain(scan) => scan.next(graph, query, limit),
+            Walk::Coded {
+                scan,
+                query: coded,
+                start,
+            } => {
+                let from = match *start {
+                    Some(node) => node,
+                    None => {
+                        let entry = graph.entry()?;
+                        let node = descend(graph, query, entry, 0, &mut Vec::new()).node;
+                        *start = Some(node);
+                        node
+                    }
+                };
+                scan.next(graph, query, coded, from, limit)
+            }
+        }
+    }
+}
+
 /// One ordered search: the graph's results and the pending list's,
 /// interleaved by distance.
 struct Search {
     graph: PageGraph,
     query: Point,
-    scan: OrderedScan,
+    scan: Walk,
     limit: usize,
     /// Pending entries with their exact distances, farthest first.
     pending: Vec<(f32, Tid)>,
@@ -61,13 +100,17 @@ impl Search {
             )));
         }
         let metric = params_of(&meta)?.metric;
+        let mut zero = false;
         let query = match metric.prepare(raw) {
             Ok(p) => p,
             // Every distance to a zero vector is NaN: any order is right.
-            Err(Unindexable::ZeroVector) => Point {
-                vec: raw.to_vec(),
-                aux: 0.0,
-            },
+            Err(Unindexable::ZeroVector) => {
+                zero = true;
+                Point {
+                    vec: raw.to_vec(),
+                    aux: 0.0,
+                }
+            }
             Err(Unindexable::OutsideUnitBall) => {
                 return Err(SqlError::data(
                     "poincare_distance requires points strictly inside the unit ball",
@@ -102,10 +145,18 @@ impl Search {
             }
         }
         pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let scan = match &graph.quantizer {
+            Some(q) if !zero => Walk::Coded {
+                scan: CodedScan::new(ef_search),
+                query: q.query(&query.vec),
+                start: None,
+            },
+            _ => Walk::Plain(OrderedScan::new(ef_search)),
+        };
         Ok(Search {
             graph,
             query,
-            scan: OrderedScan::new(ef_search),
+            scan,
             limit: max_scan_tuples(),
             pending,
             next_graph: None,

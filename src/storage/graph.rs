@@ -19,7 +19,9 @@ use crate::error::{SqlError, SqlResult};
 use std::cell::RefCell;
 
 use vdb_core::hnsw::cache::VectorCache;
+use vdb_core::hnsw::coded::CodedStore;
 use vdb_core::hnsw::{Entry, GraphStore, NodeId, Params, Point};
+use vdb_core::quant::{self, Quantizer};
 
 /// Longest chain of overflow pages a node can have (each holds
 /// [`OVERFLOW_TIDS`] TIDs; a heap has at most 2^48 rows): a longer one is
@@ -43,6 +45,8 @@ pub struct PageGraph {
     /// Vectors read during a write operation; a live slot's vector never
     /// changes, and the graph lock keeps slots from being reused meanwhile.
     pub(super) cache: Option<RefCell<VectorCache>>,
+    /// The codes' quantizer, if level-0 lists carry codes.
+    pub quantizer: Option<Quantizer>,
 }
 
 impl PageGraph {
@@ -53,6 +57,7 @@ impl PageGraph {
             rel,
             geometry: Geometry::from_meta(&meta),
             params: params_of(&meta)?,
+            quantizer: layout::quantizer(&meta),
             meta,
             cache: None,
         })
@@ -149,6 +154,15 @@ impl PageGraph {
         Point { vec, aux }
     }
 
+    /// The code entries of `node`'s level-0 list, as stored.
+    pub fn codes(&self, node: NodeId) -> Vec<u8> {
+        let g = self.geometry;
+        self.with_slot(node, |slot, h| {
+            let n = usize::from(h.n0).min(2 * g.m);
+            slot[g.codes_offset()..g.codes_offset() + n * g.code_entry].to_vec()
+        })
+    }
+
     /// `node`'s heap TIDs (inline and in overflow pages).
     pub fn tids(&self, node: NodeId) -> NodeTids {
         self.try_tids(node)
@@ -240,7 +254,27 @@ pub fn chain_error(what: &str, at: u32) -> SqlError {
     .with_detail("REINDEX the index.")
 }
 
-/// The bytes of a node slot.
+/// The code entries of a level-0 list: each neighbour's vector coded
+/// around the list's node `center` (`g.code_entry` bytes each).
+pub fn code_list<'v>(
+    quantizer: &Quantizer,
+    g: &Geometry,
+    center: &[f32],
+    neighbours: impl Iterator<Item = &'v [f32]>,
+) -> Vec<u8> {
+    let center = quantizer.center(center);
+    let mut codes = Vec::new();
+    for vec in neighbours {
+        let at = codes.len();
+        codes.resize(at + g.code_entry, 0);
+        quantizer.encode_entry(&center, vec, &mut codes[at..]);
+    }
+    codes
+}
+
+/// The bytes of a node slot; `codes` holds the level-0 list's code
+/// entries (empty when the index has none).
+#[allow(clippy::too_many_arguments)]
 pub fn encode_slot(
     g: &Geometry,
     point: &Point,
@@ -249,6 +283,7 @@ pub fn encode_slot(
     upper_first: u32,
     overflow: Block,
     level0: &[NodeId],
+    codes: &[u8],
 ) -> Vec<u8> {
     let mut slot = vec![0u8; g.node_size];
     let inline = tids.len().min(INLINE_TIDS);
@@ -266,6 +301,8 @@ pub fn encode_slot(
     header.tids[..inline].copy_from_slice(&tids[..inline]);
     *layout::read_mut::<NodeHeader>(&mut slot, 0) = header;
     layout::slice_mut::<u32>(&mut slot, g.neighbors_offset(), level0.len()).copy_from_slice(level0);
+    debug_assert_eq!(codes.len(), level0.len() * g.code_entry);
+    slot[g.codes_offset()..g.codes_offset() + codes.len()].copy_from_slice(codes);
     layout::slice_mut::<f32>(&mut slot, g.vector_offset(), g.dims).copy_from_slice(&point.vec);
     slot
 }
@@ -437,5 +474,53 @@ impl GraphStore for PageGraph {
             out.extend_from_slice(layout::slice::<u32>(bytes, 4, n));
         }
         out.retain(|&n| n < self.meta.node_count);
+    }
+}
+
+impl CodedStore for PageGraph {
+    fn quantizer(&self) -> &Quantizer {
+        // Only indexes with codes are searched on codes (see `am::scan`).
+        self.quantizer.as_ref().unwrap_or_else(|| {
+            crate::fmgr::raise(crate::error::SqlError::internal(
+                "vhnsw: a coded search on an index without codes",
+            ))
+        })
+    }
+
+    /// One page: the node's exact distance from its vector, and an
+    /// estimate for each wanted neighbour from the codes beside its id.
+    fn expand(
+        &self,
+        query: &Point,
+        coded: &quant::Query,
+        node: NodeId,
+        wanted: &mut dyn FnMut(NodeId) -> bool,
+        out: &mut Vec<(NodeId, f32)>,
+    ) -> f32 {
+        let g = self.geometry;
+        let metric = self.params.metric;
+        let quantizer = self.quantizer();
+        let known = self.meta.node_count;
+        self.with_slot(node, |slot, h| {
+            let vec = layout::slice::<f32>(slot, g.vector_offset(), g.dims);
+            let exact = metric.distance(&query.vec, query.aux, vec, h.aux);
+            if h.flags & NODE_IN_USE == 0 {
+                return exact;
+            }
+            let center_sq = quant::l2_squared(&query.vec, vec);
+            let n = usize::from(h.n0).min(2 * g.m);
+            let ids = layout::slice::<u32>(slot, g.neighbors_offset(), n);
+            let codes = &slot[g.codes_offset()..g.codes_offset() + n * g.code_entry];
+            for (&id, entry) in ids.iter().zip(codes.chunks_exact(g.code_entry)) {
+                // Nodes published after this scan's snapshot are not followed.
+                if id >= known || !wanted(id) {
+                    continue;
+                }
+                if let Some(estimate) = quantizer.estimate_entry(metric, coded, center_sq, entry) {
+                    out.push((id, estimate));
+                }
+            }
+            exact
+        })
     }
 }

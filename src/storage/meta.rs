@@ -16,12 +16,20 @@ use super::Index;
 use crate::error::{SqlError, SqlResult};
 use vdb_core::hnsw::{Metric, Params};
 
-/// A fresh metapage for an index of this shape.
-pub fn new_meta(dims: usize, metric: Metric, m: usize, ef_construction: usize) -> Meta {
+/// A fresh metapage for an index of this shape, its level-0 lists coded
+/// at `code_bits` bits a coordinate (0: no codes).
+pub fn new_meta(
+    dims: usize,
+    metric: Metric,
+    m: usize,
+    ef_construction: usize,
+    code_bits: u8,
+) -> Meta {
     let mut meta: Meta = bytemuck::Zeroable::zeroed();
     meta.magic = MAGIC;
     meta.version = LAYOUT_VERSION;
     meta.metric = metric.code();
+    meta.code_bits = code_bits;
     meta.m = m as u16;
     meta.ef_construction = ef_construction as u16;
     meta.entry_node = NO_NODE;
@@ -36,10 +44,17 @@ pub fn new_meta(dims: usize, metric: Metric, m: usize, ef_construction: usize) -
     meta
 }
 
-/// Records the dimension count and the sizes that follow from it.
+/// Records the dimension count and the sizes that follow from it (the
+/// codes' too: an index built before its dimensions were known gets them
+/// with its first row).
 pub fn set_dims(meta: &mut Meta, dims: usize) {
-    let g = Geometry::new(dims, usize::from(meta.m));
+    let m = usize::from(meta.m);
+    meta.code_coords = match Metric::from_code(meta.metric) {
+        Some(metric) => layout::code_coords(dims, m, metric, meta.code_bits),
+        None => 0,
+    };
     meta.dims = dims as u32;
+    let g = Geometry::from_meta(meta);
     meta.node_size = g.node_size as u32;
     meta.nodes_per_page = g.nodes_per_page as u32;
     meta.pages_per_node = g.pages_per_node as u32;
@@ -62,11 +77,14 @@ pub fn read_meta(rel: Index) -> SqlResult<Meta> {
         ));
     }
     if meta.version != LAYOUT_VERSION {
-        return Err(SqlError::internal(format!(
-            "vhnsw index has layout version {}, this vdb reads version {LAYOUT_VERSION}",
-            meta.version
-        ))
-        .with_detail("REINDEX the index."));
+        return Err(SqlError::new(
+            crate::error::SqlState::ObjectNotInPrerequisiteState,
+            format!(
+                "vhnsw index has layout version {}, this vdb reads version {LAYOUT_VERSION}",
+                meta.version
+            ),
+        )
+        .with_detail("REINDEX the index to rebuild it in the current layout."));
     }
     Ok(meta)
 }

@@ -57,7 +57,7 @@
 
 use super::alloc::{self, Region};
 use super::buffer::{PageRead, WalBatch, MAX_BATCH_PAGES};
-use super::graph::{encode_slot, encode_upper, write_overflow, PageGraph};
+use super::graph::{code_list, encode_slot, encode_upper, write_overflow, PageGraph};
 use super::layout::{
     self, Meta, NodeHeader, OverflowHeader, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK,
     NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
@@ -235,6 +235,7 @@ impl GraphWriter {
     pub fn fix_dims(&mut self, dims: usize) {
         set_dims(&mut self.graph.meta, dims);
         self.graph.geometry = layout::Geometry::from_meta(&self.meta);
+        self.graph.quantizer = layout::quantizer(&self.meta);
         self.graph.cache = Some(RefCell::new(VectorCache::with_budget(dims, cache_budget())));
         self.write_meta();
     }
@@ -340,6 +341,7 @@ impl GraphWriter {
         }
         failpoint::hit("add_node_reserved");
 
+        let codes = self.codes_for(&point.vec, &plan.lists[0]);
         let mut slot = encode_slot(
             &g,
             point,
@@ -348,6 +350,7 @@ impl GraphWriter {
             upper_first,
             INVALID_BLOCK,
             &plan.lists[0],
+            &codes,
         );
         let header = layout::read_mut::<NodeHeader>(&mut slot, 0);
         header.generation = reused.map_or(0, |h| h.generation.wrapping_add(1));
@@ -408,6 +411,23 @@ impl GraphWriter {
             c.borrow_mut().insert(node, &point.vec, point.aux);
         }
         Ok(node)
+    }
+
+    /// The code entries of a level-0 list of the node at `center` (empty
+    /// when the index has no codes).
+    fn codes_for(&self, center: &[f32], list: &[NodeId]) -> Vec<u8> {
+        match &self.graph.quantizer {
+            Some(q) => {
+                let vectors: Vec<Point> = list.iter().map(|&n| self.load(n)).collect();
+                code_list(
+                    q,
+                    &self.geometry,
+                    center,
+                    vectors.iter().map(|p| &p.vec[..]),
+                )
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Applies `writes`, several pages per WAL record; the last record
@@ -768,11 +788,51 @@ impl GraphWrite for GraphWriter {
             return;
         }
         let g = self.geometry;
+        // Codes of neighbours new to the list, taken before any buffer is
+        // locked (they read other nodes' pages); kept neighbours keep
+        // theirs, moved with their ids.
+        let fresh: Vec<NodeId> = if level == 0 && g.code_entry > 0 {
+            list.iter()
+                .copied()
+                .filter(|n| !before.contains(n))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let fresh_codes = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            self.codes_for(&self.load(node).vec, &fresh)
+        };
         let mut batch = WalBatch::start(self.rel);
         if level == 0 {
             let (block, offset) = self.node_location(node);
             let i = batch.page(block, None);
             let slot = &mut layout::payload_mut(batch.bytes_mut(i))[offset..];
+            if g.code_entry > 0 {
+                let e = g.code_entry;
+                let n0 = usize::from(layout::read::<NodeHeader>(slot, 0).n0).min(2 * g.m);
+                let old_ids = layout::slice::<u32>(slot, g.neighbors_offset(), n0).to_vec();
+                let old_codes = slot[g.codes_offset()..g.codes_offset() + n0 * e].to_vec();
+                let codes = &mut slot[g.codes_offset()..g.codes_offset() + list.len() * e];
+                for (k, &id) in list.iter().enumerate() {
+                    let kept = old_ids.iter().position(|&o| o == id);
+                    let source = match kept {
+                        Some(j) => old_codes.get(j * e..(j + 1) * e),
+                        None => fresh
+                            .iter()
+                            .position(|&f| f == id)
+                            .and_then(|j| fresh_codes.get(j * e..(j + 1) * e)),
+                    };
+                    // Under the graph lock the page holds `before`, so every
+                    // id has a source; a zero code would only rank worse
+                    // (and vhnsw_check reports it).
+                    match source {
+                        Some(bytes) => codes[k * e..(k + 1) * e].copy_from_slice(bytes),
+                        None => codes[k * e..(k + 1) * e].fill(0),
+                    }
+                }
+            }
             layout::slice_mut::<u32>(slot, g.neighbors_offset(), list.len()).copy_from_slice(&list);
             layout::read_mut::<NodeHeader>(slot, 0).n0 = list.len() as u16;
         } else {

@@ -101,6 +101,10 @@ fn main() {
         Some("ip") => Metric::InnerProduct,
         _ => Metric::Cosine,
     };
+    let epsilon: f32 = std::env::var("VDB_EPSILON")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(vdb_core::quant::DEFAULT_EPSILON);
     let (data, dims) = read_npy(path);
     let total = data.len() / dims;
     let queries = 500;
@@ -197,7 +201,7 @@ fn main() {
         let found: Vec<Vec<NodeId>> = query_points
             .iter()
             .map(|q| {
-                let prepared = coded.quantizer().query(&q.vec);
+                let prepared = coded.quantizer().query_with(&q.vec, epsilon);
                 let start = descend(&descent, q, entry, 0, &mut scratch);
                 let r = search.run(&coded, q, &prepared, start.node, ef.max(10), 0.0);
                 expanded += search.expanded;

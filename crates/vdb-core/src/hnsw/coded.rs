@@ -14,7 +14,7 @@ use super::memory::MemoryGraph;
 use super::scan::Handout;
 use super::visited::Visited;
 use super::{Candidate, Entry, GraphStore, NodeId, Params, Point};
-use crate::quant::{self, Factors, Quantizer, Query};
+use crate::quant::{self, Quantizer, Query};
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -148,6 +148,7 @@ pub struct CodedScan {
     ef: usize,
     started: bool,
     exhausted: bool,
+    rounds: usize,
 }
 
 impl CodedScan {
@@ -162,6 +163,7 @@ impl CodedScan {
             ef: ef_search.max(1),
             started: false,
             exhausted: false,
+            rounds: 0,
         }
     }
 
@@ -266,26 +268,34 @@ impl CodedScan {
             f32::INFINITY
         } else {
             let mut d: Vec<f32> = self.found.iter().map(|c| c.distance).collect();
-            let k = ef.div_ceil(2).clamp(1, d.len().max(1));
+            // As in the plain scan: the first round hands out all it found.
+            let depth = if self.rounds == 0 {
+                ef
+            } else {
+                ef.div_ceil(super::scan::HANDOUT_DIVISOR)
+            };
+            let k = depth.clamp(1, d.len().max(1));
             if d.is_empty() {
                 f32::INFINITY
             } else {
                 *d.select_nth_unstable_by(k - 1, f32::total_cmp).1
             }
         };
+        self.rounds += 1;
         self.handout.settle(&self.found, horizon);
     }
 }
 
 /// An in-memory graph whose level-0 lists carry their neighbours' codes,
-/// taken around the list's node: the layout the index pages will have,
-/// for tests and in-process measurements.
+/// taken around the list's node and stored as index pages store them
+/// (code and packed factors): for tests and in-process measurements.
 pub struct CodedMemory<'a> {
     graph: &'a MemoryGraph,
     quantizer: Quantizer,
     slots: usize,
-    codes: Vec<u8>,
-    factors: Vec<Factors>,
+    /// Bytes of one entry.
+    entry: usize,
+    entries: Vec<u8>,
     lists: Vec<NodeId>,
     counts: Vec<u8>,
 }
@@ -294,37 +304,34 @@ impl<'a> CodedMemory<'a> {
     /// Codes every level-0 list of a built graph (in parallel).
     pub fn new(graph: &'a MemoryGraph, quantizer: Quantizer) -> CodedMemory<'a> {
         let slots = graph.params().max_neighbors(0);
-        let bytes = quantizer.code_bytes();
-        let per_node: Vec<(Vec<NodeId>, Vec<u8>, Vec<Factors>)> = (0..graph.len() as NodeId)
+        let entry = quantizer.entry_bytes(graph.params().metric);
+        let per_node: Vec<(Vec<NodeId>, Vec<u8>)> = (0..graph.len() as NodeId)
             .into_par_iter()
             .map(|node| {
                 let mut list = Vec::new();
                 graph.neighbors(node, 0, &mut list);
                 let center = quantizer.center(graph.vector(node));
-                let mut codes = vec![0u8; list.len() * bytes];
-                let factors = list
-                    .iter()
-                    .zip(codes.chunks_exact_mut(bytes.max(1)))
-                    .map(|(&n, code)| quantizer.encode(&center, graph.vector(n), code))
-                    .collect();
-                (list, codes, factors)
+                let mut entries = vec![0u8; list.len() * entry];
+                for (&n, bytes) in list.iter().zip(entries.chunks_exact_mut(entry)) {
+                    quantizer.encode_entry(&center, graph.vector(n), bytes);
+                }
+                (list, entries)
             })
             .collect();
         let mut c = CodedMemory {
             graph,
             quantizer,
             slots,
-            codes: vec![0; graph.len() * slots * bytes],
-            factors: vec![Factors::default(); graph.len() * slots],
+            entry,
+            entries: vec![0; graph.len() * slots * entry],
             lists: vec![0; graph.len() * slots],
             counts: Vec::with_capacity(graph.len()),
         };
-        for (node, (list, codes, factors)) in per_node.into_iter().enumerate() {
+        for (node, (list, entries)) in per_node.into_iter().enumerate() {
             let base = node * slots;
             c.counts.push(list.len() as u8);
             c.lists[base..base + list.len()].copy_from_slice(&list);
-            c.codes[base * bytes..base * bytes + codes.len()].copy_from_slice(&codes);
-            c.factors[base..base + factors.len()].copy_from_slice(&factors);
+            c.entries[base * entry..base * entry + entries.len()].copy_from_slice(&entries);
         }
         c
     }
@@ -369,16 +376,15 @@ impl CodedStore for CodedMemory<'_> {
         let exact = metric.distance(&query.vec, query.aux, v, self.graph.aux(node));
         let center_sq = quant::l2_squared(&query.vec, v);
         let base = node as usize * self.slots;
-        let bytes = self.quantizer.code_bytes();
         for i in base..base + usize::from(self.counts[node as usize]) {
             let n = self.lists[i];
             if !wanted(n) {
                 continue;
             }
-            let code = &self.codes[i * bytes..(i + 1) * bytes];
-            if let Some(estimate) =
-                self.quantizer
-                    .estimate(metric, coded, center_sq, code, &self.factors[i])
+            let entry = &self.entries[i * self.entry..(i + 1) * self.entry];
+            if let Some(estimate) = self
+                .quantizer
+                .estimate_entry(metric, coded, center_sq, entry)
             {
                 out.push((n, estimate));
             }

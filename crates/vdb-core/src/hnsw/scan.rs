@@ -37,7 +37,7 @@ pub struct OrderedScan {
 /// filtered top 10 0.67 at full depth, 0.81 at half depth, for 1.65x the
 /// distance computations). The first round goes to full depth so that a
 /// low `ef_search` costs what it says.
-const HANDOUT_DIVISOR: usize = 2;
+pub(crate) const HANDOUT_DIVISOR: usize = 2;
 
 impl OrderedScan {
     pub fn new(ef_search: usize) -> Self {

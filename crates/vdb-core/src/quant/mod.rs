@@ -43,6 +43,69 @@ pub struct Factors {
     pub sq: f32,
 }
 
+/// Whether codes can estimate `metric`'s distances.
+pub fn codes_estimate(metric: Metric) -> bool {
+    matches!(metric, Metric::L2 | Metric::Cosine | Metric::InnerProduct)
+}
+
+/// Bytes of a code's factors as an index page stores them: `offset` as
+/// `f32`, `norm` and `scale` as bfloat16, and `sq` (bfloat16) under inner
+/// product, the only metric that needs it. bfloat16 keeps `f32`'s range
+/// and its 0.4 % relative error is far below the codes' own; `offset`
+/// stays exact because the estimate subtracts it from a sum of about its
+/// size (`⟨g, Rq⟩ − ⟨g, Rx⟩` for a query near the center).
+pub fn factor_bytes(metric: Metric) -> usize {
+    if metric == Metric::InnerProduct {
+        10
+    } else {
+        8
+    }
+}
+
+/// Rounds to the nearest bfloat16 (ties to even).
+fn to_bf16(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = x.to_bits();
+    let round = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+fn from_bf16(x: u16) -> f32 {
+    f32::from_bits(u32::from(x) << 16)
+}
+
+impl Factors {
+    /// Writes the factors into `out` (`factor_bytes` long: `sq` only if
+    /// there is room).
+    pub fn pack(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.offset.to_le_bytes());
+        for (chunk, v) in out[4..]
+            .chunks_exact_mut(2)
+            .zip([self.norm, self.scale, self.sq])
+        {
+            chunk.copy_from_slice(&to_bf16(v).to_le_bytes());
+        }
+    }
+
+    /// Reads factors written by [`Factors::pack`].
+    #[inline]
+    pub fn unpack(bytes: &[u8]) -> Factors {
+        let half = |at: usize| {
+            bytes
+                .get(at..at + 2)
+                .map_or(0.0, |b| from_bf16(u16::from_le_bytes([b[0], b[1]])))
+        };
+        Factors {
+            offset: f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            norm: half(4),
+            scale: half(6),
+            sq: half(8),
+        }
+    }
+}
+
 /// How the vectors of one index are coded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quantizer {
@@ -66,7 +129,25 @@ pub struct Query {
     table: Vec<f32>,
     /// `|q|²`.
     sq: f32,
+    /// How far below its unbiased value an estimate is put, per unit of
+    /// `|n − x|·|q − x|` (see [`Quantizer::query_with`]).
+    margin: f32,
 }
+
+/// Standard error of RaBitQ's inner-product estimate, times √coords, by
+/// bits per coordinate: `√(1 − γ²)/γ` for the typical `γ = ⟨ḡ, u⟩` of a
+/// code (about 0.8 at one bit, 0.94 at two, 0.99 at four).
+fn spread(bits: u8) -> f32 {
+    match bits {
+        1 => 0.75,
+        2 => 0.36,
+        4 => 0.14,
+        _ => 0.03,
+    }
+}
+
+/// Default width of the margin, in standard errors.
+pub const DEFAULT_EPSILON: f32 = 1.0;
 
 impl Quantizer {
     /// Codes `dims`-dimensional vectors with `bits` bits for each of the
@@ -167,6 +248,31 @@ impl Quantizer {
         }
     }
 
+    /// Bytes of one stored entry under `metric`: code, then packed factors.
+    pub fn entry_bytes(&self, metric: Metric) -> usize {
+        self.code_bytes() + factor_bytes(metric)
+    }
+
+    /// Writes the entry of `n` around `center` (code and packed factors)
+    /// into `entry` ([`Quantizer::entry_bytes`] long).
+    pub fn encode_entry(&self, center: &Center, n: &[f32], entry: &mut [u8]) {
+        let (code, factors) = entry.split_at_mut(self.code_bytes());
+        self.encode(center, n, code).pack(factors);
+    }
+
+    /// The estimate from a stored entry (see [`Quantizer::estimate`]).
+    #[inline]
+    pub fn estimate_entry(
+        &self,
+        metric: Metric,
+        query: &Query,
+        center_sq: f32,
+        entry: &[u8],
+    ) -> Option<f32> {
+        let (code, factors) = entry.split_at(self.code_bytes());
+        self.estimate(metric, query, center_sq, code, &Factors::unpack(factors))
+    }
+
     /// Grid levels (0 ..= 2^bits − 1) whose direction is closest to `u`:
     /// one bit is the sign; more bits try a range of cell widths.
     fn best_levels(&self, u: &[f32]) -> Vec<u32> {
@@ -196,8 +302,17 @@ impl Quantizer {
         best.1
     }
 
-    /// Prepares `q` for estimates.
+    /// Prepares `q` for estimates, with the default margin.
     pub fn query(&self, q: &[f32]) -> Query {
+        self.query_with(q, DEFAULT_EPSILON)
+    }
+
+    /// Prepares `q` for estimates that sit `epsilon` standard errors
+    /// below the unbiased one: a search ordered by such optimistic
+    /// estimates stops only when even they are past its worst result, so
+    /// it rarely stops before a true neighbour whose estimate came out
+    /// high (RaBitQ's error bound, used as a lower bound). 0: unbiased.
+    pub fn query_with(&self, q: &[f32], epsilon: f32) -> Query {
         let mut v = Vec::new();
         self.rotation.apply(q, &mut v);
         let bits = usize::from(self.bits);
@@ -219,6 +334,7 @@ impl Quantizer {
         Query {
             table,
             sq: q.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() as f32,
+            margin: epsilon * spread(self.bits) / (self.coords as f32).sqrt(),
         }
     }
 
@@ -240,7 +356,8 @@ impl Quantizer {
             g_dot_q += row[usize::from(value)];
         }
         let cross = f.norm * f.scale * (g_dot_q - f.offset);
-        let l2 = (f.norm * f.norm + center_sq - 2.0 * cross).max(0.0);
+        let margin = 2.0 * f.norm * center_sq.sqrt() * query.margin;
+        let l2 = (f.norm * f.norm + center_sq - 2.0 * cross - margin).max(0.0);
         match metric {
             Metric::L2 => Some(l2),
             Metric::Cosine => Some(l2 / 2.0),
@@ -373,6 +490,63 @@ mod tests {
             part.1 > all.1 && part.0 > 0.25,
             "all {all:?}, 256 coordinates {part:?}"
         );
+    }
+
+    #[test]
+    fn packed_factors_keep_three_significant_digits() {
+        for x in [1.0f32, -0.3337, 1234.5, 6.1e-5, 3.0e18, 0.0] {
+            let f = Factors {
+                norm: x,
+                scale: x / 3.0,
+                offset: -x,
+                sq: x * x,
+            };
+            let mut bytes = [0u8; 10];
+            f.pack(&mut bytes);
+            let back = Factors::unpack(&bytes);
+            for (a, b) in [
+                (f.norm, back.norm),
+                (f.scale, back.scale),
+                (f.offset, back.offset),
+                (f.sq, back.sq),
+            ] {
+                assert!((a - b).abs() <= a.abs() / 256.0, "{a} came back as {b}");
+            }
+            // Without room for `sq`, it reads as 0.
+            assert_eq!(Factors::unpack(&bytes[..8]).sq, 0.0);
+            assert_eq!(back.offset, f.offset);
+        }
+    }
+
+    #[test]
+    fn packed_entries_estimate_like_full_factors() {
+        let data = clustered(200, 48, 3);
+        let q = Quantizer::new(48, 1, None, 9);
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let center = q.center(&data[0]);
+            let query = q.query(&data[1]);
+            let center_sq = l2_squared(&data[1], &data[0]);
+            for n in &data[2..40] {
+                let mut code = vec![0u8; q.code_bytes()];
+                let f = q.encode(&center, n, &mut code);
+                let mut entry = vec![0u8; q.entry_bytes(metric)];
+                q.encode_entry(&center, n, &mut entry);
+                assert_eq!(&entry[..code.len()], &code[..]);
+                let full = q
+                    .estimate(metric, &query, center_sq, &code, &f)
+                    .expect("estimable");
+                let packed = q
+                    .estimate_entry(metric, &query, center_sq, &entry)
+                    .expect("estimable");
+                // bfloat16 factors err by 0.4 %: of the terms, not of
+                // their difference, which can be far smaller.
+                let terms = f.norm * f.norm + center_sq + f.sq;
+                assert!(
+                    (full - packed).abs() <= 0.01 * terms,
+                    "{metric:?}: {full} packed {packed}"
+                );
+            }
+        }
     }
 
     #[test]
