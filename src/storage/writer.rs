@@ -40,6 +40,9 @@
 //!   the overflow page that takes it (new, or popped off the free
 //!   overflow list together with the metapage) and the pending entry
 //!   flagged merged.
+//! - **Codes**: a level-0 entry's code is written in the record that
+//!   writes its id (same slot, same page), so no crash separates them;
+//!   entries new to a list are coded before any buffer is locked.
 //! - **Dead TIDs** ([`GraphWriter::set_tids`]): each overflow page, then
 //!   the header (inline TIDs, deleted flag); every TID stays on its page.
 //!   A crash in between leaves dead TIDs that the next VACUUM removes
