@@ -5,23 +5,35 @@
 
 mod support;
 
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use support::Cluster;
 
 const BLCKSZ: u64 = 8192;
 /// `PageOpaque::next` sits in the last 4 bytes of every page.
 const NEXT_AT: u64 = BLCKSZ - 4;
 
-/// Points the `next` link of `block` of the index file at `target`.
-fn relink(cluster: &Cluster, file: &str, block: u64, target: u32) {
+/// Replaces the bytes at `at` of a stopped server's `file` by what
+/// `change` makes of them.
+fn patch(cluster: &Cluster, file: &str, at: u64, len: usize, change: impl FnOnce(&mut [u8])) {
     let path = cluster.data().join(file);
     let mut f = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.seek(SeekFrom::Start(block * BLCKSZ + NEXT_AT))
-        .expect("seek");
-    f.write_all(&target.to_ne_bytes()).expect("write");
+    let mut bytes = vec![0u8; len];
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.read_exact(&mut bytes).expect("read");
+    change(&mut bytes);
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.write_all(&bytes).expect("write");
+}
+
+/// Points the `next` link of `block` of the index file at `target`.
+fn relink(cluster: &Cluster, file: &str, block: u64, target: u32) {
+    patch(cluster, file, block * BLCKSZ + NEXT_AT, 4, |b| {
+        b.copy_from_slice(&target.to_ne_bytes())
+    });
 }
 
 fn expect_corrupt(client: &mut postgres::Client, query: &str) {
@@ -118,14 +130,9 @@ fn an_index_of_an_older_layout_asks_for_reindex() {
     drop(c);
     cluster.stop();
     // Layout 2 (before codes in level-0 lists).
-    let path = cluster.data().join(&file);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.seek(SeekFrom::Start(VERSION_AT)).expect("seek");
-    f.write_all(&2u32.to_ne_bytes()).expect("write");
-    drop(f);
+    patch(&cluster, &file, VERSION_AT, 4, |b| {
+        b.copy_from_slice(&2u32.to_ne_bytes())
+    });
     cluster.pg_ctl_start();
     let mut c = index_scans(&cluster);
     for query in [
@@ -158,4 +165,39 @@ fn an_index_of_an_older_layout_asks_for_reindex() {
         .query("SELECT id FROM d ORDER BY v <-> '[1,1,1,1]' LIMIT 3", &[])
         .expect("query after REINDEX");
     assert_eq!(rows.len(), 3);
+}
+
+#[test]
+fn a_stale_code_is_reported_by_the_check() {
+    support::require_vdb();
+    let cluster = Cluster::start("stalecode", &["vhnsw.merge_naptime = '1h'"]);
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION vdb;
+         CREATE TABLE d (id int, v vector(48));
+         INSERT INTO d SELECT i, ARRAY(SELECT random() + i * 0 FROM generate_series(1, 48)) FROM generate_series(1, 500) i;
+         CREATE INDEX d_idx ON d USING vhnsw (v vector_l2_ops);
+         CHECKPOINT;",
+    )
+    .expect("setup");
+    assert_eq!(
+        support::one::<String>(&mut c, "SELECT vhnsw_check('d_idx')"),
+        ""
+    );
+    let file: String = support::one(&mut c, "SELECT pg_relation_filepath('d_idx')");
+    drop(c);
+    cluster.stop();
+    // Node 0's slot opens block 1 (no duplicate rows, so no overflow
+    // pages before the node region): page header 24 B, slot header 32 B,
+    // 2·16 neighbour ids, then the first neighbour's code.
+    patch(&cluster, &file, BLCKSZ + 24 + 32 + 8 * 16, 1, |b| {
+        b[0] = !b[0]
+    });
+    cluster.pg_ctl_start();
+    let mut c = cluster.connect("postgres");
+    let problems: String = support::one(&mut c, "SELECT vhnsw_check('d_idx')");
+    assert!(
+        problems.contains("node 0 has a stale code for its neighbour"),
+        "{problems}"
+    );
 }
