@@ -502,12 +502,13 @@ impl CodedStore for PageGraph {
         let quantizer = self.quantizer();
         let known = self.meta.node_count;
         self.with_slot(node, |slot, h| {
+            super::buffer::prefetch_bytes(slot);
             let vec = layout::slice::<f32>(slot, g.vector_offset(), g.dims);
             let exact = metric.distance(&query.vec, query.aux, vec, h.aux);
             if h.flags & NODE_IN_USE == 0 {
                 return exact;
             }
-            let center_sq = quant::l2_squared(&query.vec, vec);
+            let center_sq = quant::center_sq(metric, exact, &query.vec, vec);
             let n = usize::from(h.n0).min(2 * g.m);
             let ids = layout::slice::<u32>(slot, g.neighbors_offset(), n);
             let codes = &slot[g.codes_offset()..g.codes_offset() + n * g.code_entry];

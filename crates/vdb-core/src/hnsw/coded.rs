@@ -145,6 +145,9 @@ pub struct CodedScan {
     visited: Visited,
     handout: Handout,
     out: Vec<(NodeId, f32)>,
+    /// Estimates this round's stop rule rules out, kept off the heap
+    /// until a wider round wants them.
+    deferred: Vec<Candidate>,
     ef: usize,
     started: bool,
     exhausted: bool,
@@ -160,6 +163,7 @@ impl CodedScan {
             visited: Visited::new(),
             handout: Handout::default(),
             out: Vec::new(),
+            deferred: Vec::new(),
             ef: ef_search.max(1),
             started: false,
             exhausted: false,
@@ -224,10 +228,12 @@ impl CodedScan {
         while self.best.len() > ef {
             self.best.pop();
         }
+        self.frontier
+            .extend(self.deferred.drain(..).map(Reverse));
         let mut out = std::mem::take(&mut self.out);
         loop {
             let Some(&Reverse(next)) = self.frontier.peek() else {
-                self.exhausted = true;
+                self.exhausted = self.deferred.is_empty();
                 break;
             };
             if self.best.len() >= ef
@@ -254,13 +260,22 @@ impl CodedScan {
                 ef,
             );
             self.found.push(c);
-            // Everything goes on the frontier: a later, wider round may
-            // want what this one would not expand.
+            // What this round's stop rule already rules out (the worst
+            // result only gets nearer) waits for a wider round.
+            let worst = match self.best.peek() {
+                Some(w) if self.best.len() >= ef => w.distance,
+                _ => f32::INFINITY,
+            };
             for &(node, estimate) in &out {
-                self.frontier.push(Reverse(Candidate {
+                let c = Candidate {
                     distance: estimate,
                     node,
-                }));
+                };
+                if estimate > worst {
+                    self.deferred.push(c);
+                } else {
+                    self.frontier.push(Reverse(c));
+                }
             }
         }
         self.out = out;
@@ -374,7 +389,7 @@ impl CodedStore for CodedMemory<'_> {
         let metric = self.params().metric;
         let v = self.graph.vector(node);
         let exact = metric.distance(&query.vec, query.aux, v, self.graph.aux(node));
-        let center_sq = quant::l2_squared(&query.vec, v);
+        let center_sq = quant::center_sq(metric, exact, &query.vec, v);
         let base = node as usize * self.slots;
         for i in base..base + usize::from(self.counts[node as usize]) {
             let n = self.lists[i];

@@ -19,13 +19,22 @@ pub fn descend<S: GraphStore + ?Sized>(
         distance: store.distance(query, entry.node),
         node: entry.node,
     };
+    // Every node measured is no nearer than `best` (else it would be
+    // `best`), so it is never measured again; the rest of a hop is
+    // measured in one batch (a store overlaps the reads).
+    let mut measured = vec![entry.node];
+    let mut fresh = Vec::new();
+    let mut distances = Vec::new();
     let mut level = entry.level;
     while level > stop_level {
         loop {
             store.neighbors(best.node, level, scratch);
+            fresh.clear();
+            fresh.extend(scratch.iter().copied().filter(|n| !measured.contains(n)));
+            measured.extend_from_slice(&fresh);
+            store.distances(query, &fresh, &mut distances);
             let mut improved = false;
-            for &n in scratch.iter() {
-                let d = store.distance(query, n);
+            for (&n, &d) in fresh.iter().zip(&distances) {
                 if d < best.distance {
                     best = Candidate {
                         distance: d,
