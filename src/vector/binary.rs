@@ -9,7 +9,16 @@ use crate::error::{SqlError, SqlResult, SqlState};
 use crate::fmgr::{bytea_datum, pg_fn, NewVector};
 
 /// Decodes the binary form, checking the header against the data length.
-pub fn decode(bytes: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
+#[cfg(test)]
+fn decode(bytes: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
+    let body = checked_body(bytes, typmod)?;
+    let mut out = vec![0.0; body.len() / 4];
+    decode_into(body, &mut out)?;
+    Ok(out)
+}
+
+/// Checks the header of the binary form; returns the elements' bytes.
+fn checked_body(bytes: &[u8], typmod: i32) -> SqlResult<&[u8]> {
     let Some((header, body)) = bytes.split_first_chunk::<4>() else {
         return Err(invalid(format!(
             "{} bytes is too short for a vector header",
@@ -34,12 +43,17 @@ pub fn decode(bytes: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
             body.len()
         )));
     }
-    body.chunks_exact(4)
-        .map(|c| {
-            let x = f32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-            check_element(x).map(|()| x)
-        })
-        .collect()
+    Ok(body)
+}
+
+/// Decodes checked elements' bytes into `out` (as long as they say).
+fn decode_into(body: &[u8], out: &mut [f32]) -> SqlResult<()> {
+    for (slot, c) in out.iter_mut().zip(body.chunks_exact(4)) {
+        let x = f32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        check_element(x)?;
+        *slot = x;
+    }
+    Ok(())
 }
 
 fn invalid(detail: String) -> SqlError {
@@ -69,10 +83,13 @@ pg_fn! {
         let len = usize::try_from(buf.len).unwrap_or(0);
         // SAFETY: a StringInfo's `data` holds `len` readable bytes.
         let bytes = unsafe { std::slice::from_raw_parts(buf.data.cast::<u8>(), len) };
-        let values = decode(bytes.get(start..).unwrap_or_default(), args.int32(2))?;
+        let body = checked_body(bytes.get(start..).unwrap_or_default(), args.int32(2))?;
+        // Straight into the new vector: no intermediate copy.
+        let mut vector = NewVector::zeroed(body.len() / 4);
+        decode_into(body, vector.values_mut())?;
         // The whole message is ours: mark it consumed, as pq_getmsg* would.
         buf.cursor = buf.len;
-        Ok(NewVector::from_slice(&values).into_datum())
+        Ok(vector.into_datum())
     }
 }
 
