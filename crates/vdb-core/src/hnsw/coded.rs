@@ -228,8 +228,7 @@ impl CodedScan {
         while self.best.len() > ef {
             self.best.pop();
         }
-        self.frontier
-            .extend(self.deferred.drain(..).map(Reverse));
+        self.frontier.extend(self.deferred.drain(..).map(Reverse));
         let mut out = std::mem::take(&mut self.out);
         loop {
             let Some(&Reverse(next)) = self.frontier.peek() else {
