@@ -31,7 +31,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::{random_vector, Cluster};
 
-const DIMS: usize = 16;
+/// Wide enough for level-0 lists to carry neighbour codes, so the
+/// crashes land in writes of codes too.
+const DIMS: usize = 32;
 const INITIAL_ROWS: i32 = 2000;
 const WRITERS: usize = 3;
 /// Rows looked up by their own vector per cycle and index (all of them

@@ -36,22 +36,29 @@ pub trait CodedStore: GraphStore {
     ) -> f32;
 }
 
-/// Expands `node` once: its exact distance goes into `best` (kept to the
-/// `ef` nearest) and is returned; its unvisited neighbours' estimates
-/// replace `out`.
+/// Expands `node` (not expanded before): its exact distance goes into
+/// `best` (kept to the `ef` nearest) and is returned; the estimates of
+/// its neighbours not expanded yet replace `out`.
+///
+/// A node seen again from another list gets a new estimate, and the
+/// frontier keeps both: an estimate's error grows with the distance
+/// between the query and the list's node, so the later ones, taken from
+/// nearer nodes, are the tighter (a node's first estimate alone let
+/// `ef_search` 400 miss true neighbours on uniform 32-d data).
 #[allow(clippy::too_many_arguments)]
 fn expand_into<S: CodedStore + ?Sized>(
     store: &S,
     query: &Point,
     coded: &Query,
     node: NodeId,
-    visited: &mut Visited,
+    done: &mut Visited,
     out: &mut Vec<(NodeId, f32)>,
     best: &mut BinaryHeap<Candidate>,
     ef: usize,
 ) -> Candidate {
     out.clear();
-    let distance = store.expand(query, coded, node, &mut |n| visited.insert(n), out);
+    done.insert(node);
+    let distance = store.expand(query, coded, node, &mut |n| !done.contains(n), out);
     let c = Candidate { distance, node };
     best.push(c);
     if best.len() > ef {
@@ -65,7 +72,8 @@ fn expand_into<S: CodedStore + ?Sized>(
 pub struct CodedSearch {
     frontier: BinaryHeap<Reverse<Candidate>>,
     best: BinaryHeap<Candidate>,
-    visited: Visited,
+    /// Nodes expanded.
+    done: Visited,
     out: Vec<(NodeId, f32)>,
     /// Nodes expanded by the last search (pages it would read).
     pub expanded: usize,
@@ -85,9 +93,8 @@ impl CodedSearch {
     ) -> Vec<Candidate> {
         self.frontier.clear();
         self.best.clear();
-        self.visited.clear();
+        self.done.clear();
         self.expanded = 0;
-        self.visited.insert(start);
         self.frontier.push(Reverse(Candidate {
             distance: f32::NEG_INFINITY,
             node: start,
@@ -102,12 +109,15 @@ impl CodedSearch {
             {
                 break;
             }
+            if self.done.contains(next.node) {
+                continue; // a later, looser estimate of a node expanded
+            }
             expand_into(
                 store,
                 query,
                 coded,
                 next.node,
-                &mut self.visited,
+                &mut self.done,
                 &mut out,
                 &mut self.best,
                 ef,
@@ -142,7 +152,8 @@ pub struct CodedScan {
     best: BinaryHeap<Candidate>,
     /// Every expanded node with its exact distance.
     found: Vec<Candidate>,
-    visited: Visited,
+    /// Nodes expanded.
+    done: Visited,
     handout: Handout,
     out: Vec<(NodeId, f32)>,
     /// Estimates this round's stop rule rules out, kept off the heap
@@ -160,7 +171,7 @@ impl CodedScan {
             frontier: BinaryHeap::new(),
             best: BinaryHeap::new(),
             found: Vec::new(),
-            visited: Visited::new(),
+            done: Visited::new(),
             handout: Handout::default(),
             out: Vec::new(),
             deferred: Vec::new(),
@@ -194,7 +205,6 @@ impl CodedScan {
     ) -> Option<Candidate> {
         if !self.started {
             self.started = true;
-            self.visited.insert(start);
             self.frontier.push(Reverse(Candidate {
                 distance: f32::NEG_INFINITY,
                 node: start,
@@ -228,7 +238,13 @@ impl CodedScan {
         while self.best.len() > ef {
             self.best.pop();
         }
-        self.frontier.extend(self.deferred.drain(..).map(Reverse));
+        let done = &self.done;
+        self.frontier.extend(
+            self.deferred
+                .drain(..)
+                .filter(|c| !done.contains(c.node))
+                .map(Reverse),
+        );
         let mut out = std::mem::take(&mut self.out);
         loop {
             let Some(&Reverse(next)) = self.frontier.peek() else {
@@ -248,12 +264,15 @@ impl CodedScan {
                 break;
             }
             self.frontier.pop();
+            if self.done.contains(next.node) {
+                continue; // a later, looser estimate of a node expanded
+            }
             let c = expand_into(
                 store,
                 query,
                 coded,
                 next.node,
-                &mut self.visited,
+                &mut self.done,
                 &mut out,
                 &mut self.best,
                 ef,
