@@ -43,8 +43,10 @@ mod tests {
         run("SET LOCAL vhnsw.ef_search = 400");
         let at400 = recall("uni", "<->", &queries);
         assert!(at40 >= 0.5, "ef 40: {at40}");
+        // With neighbour codes (the default) ef 40 is often exact already
+        // on these 10,000 points; plain lists measured 0.61 there.
         assert!(
-            at400 >= 0.95 && at400 > at40,
+            at400 >= 0.95 && at400 >= at40,
             "ef 400: {at400} (ef 40: {at40})"
         );
     }
@@ -76,8 +78,21 @@ mod tests {
             let problems = one::<String>("SELECT vhnsw_check('cd_idx')");
             assert_eq!(problems, "", "{opclass}");
             let r = recall("cd", op, &queries);
-            let floor = if op == "<#>" { 0.75 } else { 0.9 };
-            assert!(r >= floor, "{opclass}: recall {r}");
+            if op == "<#>" {
+                // Unnormalised inner products rank less well in any HNSW:
+                // codes must not cost recall against plain lists.
+                run("DROP INDEX cd_idx");
+                run(&format!(
+                    "CREATE INDEX cd_idx ON cd USING vhnsw (v {opclass}) WITH (code_bits = 0)"
+                ));
+                let plain = recall("cd", op, &queries);
+                assert!(
+                    r >= plain - 0.03 && r >= 0.6,
+                    "{opclass}: recall {r}, plain lists {plain}"
+                );
+            } else {
+                assert!(r >= 0.9, "{opclass}: recall {r}");
+            }
             run("DROP INDEX cd_idx");
             run("DELETE FROM cd WHERE id >= 100000");
         }
@@ -196,7 +211,10 @@ mod tests {
     fn ef_search_changes_results_without_rebuild() {
         clustered_table("e", 3_000, 32, 10, 0.5);
         let queries = query_vectors("e_queries", 20);
-        run("CREATE INDEX ON e USING vhnsw (v vector_l2_ops)");
+        // Plain lists: with neighbour codes this data is found whole even
+        // at ef_search 1 (the scan's later, wider rounds fill LIMIT 10),
+        // and the setting reaching the scan is what is tested here.
+        run("CREATE INDEX ON e USING vhnsw (v vector_l2_ops) WITH (code_bits = 0)");
         run("SET LOCAL vhnsw.ef_search = 1");
         let low = recall("e", "<->", &queries);
         run("SET LOCAL vhnsw.ef_search = 200");
