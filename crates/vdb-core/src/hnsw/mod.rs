@@ -88,6 +88,8 @@ pub struct Candidate {
 impl Eq for Candidate {}
 
 impl Ord for Candidate {
+    // Inlined: the frontier heaps compare candidates tens of times a hop.
+    #[inline(always)]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.distance
             .total_cmp(&other.distance)
@@ -96,6 +98,7 @@ impl Ord for Candidate {
 }
 
 impl PartialOrd for Candidate {
+    #[inline(always)]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
