@@ -617,7 +617,9 @@ mod tests {
         for q in &queries {
             let q = metric.prepare(q).expect("indexable");
             let truth = exact(&g, &q, 10);
-            hits += knn(&g, &q, 10, 40)
+            // ef 80: at 40 recall on uniform 32-d data varies from build
+            // to build (parallel inserts) across 0.95, 0.948–0.962 for L2.
+            hits += knn(&g, &q, 10, 80)
                 .iter()
                 .filter(|n| truth.contains(n))
                 .count();
@@ -629,11 +631,11 @@ mod tests {
     fn recall_against_brute_force() {
         for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct, Metric::L1] {
             let r = recall(metric, 5000, 32);
-            // Uniform 32-d data is hard; L1 and inner product rank less well.
+            // Uniform 32-d data is hard; L1 ranks less well (measured at
+            // ef 80: 0.99–1.0, L1 0.98–0.99).
             let floor = match metric {
-                Metric::InnerProduct => 0.80,
-                Metric::L1 => 0.90,
-                _ => 0.95,
+                Metric::L1 => 0.95,
+                _ => 0.97,
             };
             assert!(r >= floor, "{metric:?}: recall@10 {r} < {floor}");
         }
