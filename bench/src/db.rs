@@ -221,6 +221,79 @@ pub fn query_pass(
     })
 }
 
+/// Every query `rounds` times at `ef_search` from `clients` connections
+/// at once (query `q` goes to client `q % clients`), prepared statements:
+/// throughput under concurrency. Recall counts the first round.
+pub fn concurrent_pass(
+    engine: &Engine,
+    ds: &Dataset,
+    truth: &[Vec<i32>],
+    ef_search: u32,
+    clients: usize,
+    rounds: usize,
+) -> Result<QueryStats, BoxError> {
+    let sql = format!(
+        "SELECT id FROM bench_items ORDER BY embedding {} $1 LIMIT 10",
+        operator(ds)
+    );
+    let start = Instant::now();
+    let per_client: Vec<Result<(usize, Vec<Duration>), BoxError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|c| {
+                let sql = &sql;
+                s.spawn(move || -> Result<(usize, Vec<Duration>), BoxError> {
+                    let mut client = engine.connect()?;
+                    client.batch_execute(&format!(
+                        "SET {} = {ef_search}; SET enable_seqscan = off",
+                        engine.ef_search_guc
+                    ))?;
+                    let statement = client.prepare(sql)?;
+                    let (mut hits, mut latencies) = (0, Vec::new());
+                    for round in 0..rounds {
+                        for (q, expected) in truth.iter().enumerate().skip(c).step_by(clients) {
+                            let t = Instant::now();
+                            let rows = client.query(&statement, &[&Vector(ds.queries.row(q))])?;
+                            latencies.push(t.elapsed());
+                            if round == 0 {
+                                hits += rows
+                                    .iter()
+                                    .filter(|r| expected.contains(&r.get::<_, i32>(0)))
+                                    .count();
+                            }
+                        }
+                    }
+                    Ok((hits, latencies))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("a client thread panicked".into()))
+            })
+            .collect()
+    });
+    let total = start.elapsed();
+    let (mut hits, mut latencies) = (0, Vec::new());
+    for r in per_client {
+        let (h, l) = r?;
+        hits += h;
+        latencies.extend(l);
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+    };
+    Ok(QueryStats {
+        ef_search,
+        recall: hits as f64 / (truth.len() * 10) as f64,
+        qps: latencies.len() as f64 / total.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
 /// Whether the server behind `conn` can create `extension`.
 pub fn has_extension(conn: &str, extension: &str) -> bool {
     Client::connect(conn, NoTls)

@@ -111,6 +111,7 @@ pub fn run(
             built_rows: ds.base.len(),
             inserts: None,
             passes,
+            concurrent: Vec::new(),
             filtered: Vec::new(),
         },
         note: format!(

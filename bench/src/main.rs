@@ -32,7 +32,8 @@
 //! evenly), build the index, insert the held-back rows through it (one row
 //! per statement from 1 and 4 clients, then 1,000-row statements), measure
 //! recall right away and how long vdb takes to merge its pending list,
-//! then run the query passes over the complete table, and the filtered
+//! then run the query passes over the complete table (one client, then
+//! [`CLIENTS`] at once), and the filtered
 //! queries of [`filtered`] at `--filtered-ef` (0: skip). With `--shard`
 //! servers (2 or more), vdb's run is followed by the scale-out run: the
 //! same rows split over 2, then 3 shards behind the vdb database.
@@ -54,6 +55,11 @@ mod report;
 mod scale_out;
 
 use db::{Engine, QueryStats};
+
+/// Clients of the concurrent query passes.
+pub const CLIENTS: usize = 4;
+/// How many times each concurrent pass runs every query.
+pub const CONCURRENT_ROUNDS: usize = 2;
 use report::EngineResult;
 use std::path::PathBuf;
 
@@ -243,6 +249,15 @@ fn run_engine(
         );
         passes.push(p);
     }
+    let mut concurrent = Vec::new();
+    for &ef in &o.ef {
+        let p = db::concurrent_pass(engine, ds, truth, ef, CLIENTS, CONCURRENT_ROUNDS)?;
+        eprintln!(
+            "[{}] {CLIENTS} clients, ef {ef}: recall {:.3}, {:.0} QPS",
+            engine.name, p.recall, p.qps
+        );
+        concurrent.push(p);
+    }
     let filtered = if o.filtered_ef == 0 {
         Vec::new()
     } else {
@@ -255,6 +270,7 @@ fn run_engine(
         built_rows: ds.base.len() - held_back.len(),
         inserts,
         passes,
+        concurrent,
         filtered,
     })
 }

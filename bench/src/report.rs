@@ -15,6 +15,8 @@ pub struct EngineResult {
     pub built_rows: usize,
     pub inserts: Option<InsertStats>,
     pub passes: Vec<QueryStats>,
+    /// The same queries from [`crate::CLIENTS`] clients at once.
+    pub concurrent: Vec<QueryStats>,
     pub filtered: Vec<crate::filtered::FilteredPass>,
 }
 
@@ -117,6 +119,11 @@ pub fn print(
         );
         print_ratios(a, b);
     }
+    if let [a, b] = results {
+        if !a.concurrent.is_empty() && !b.concurrent.is_empty() {
+            print_concurrent(a, b);
+        }
+    }
     if let Some(base) = baseline {
         let base = &base.result;
         for a in results {
@@ -128,6 +135,34 @@ pub fn print(
             print_ratios(a, base);
         }
     }
+}
+
+/// The passes from several clients at once, and their QPS at equal recall.
+fn print_concurrent(a: &EngineResult, b: &EngineResult) {
+    println!();
+    println!(
+        "{} clients at once, every query {} times, prepared statements:",
+        crate::CLIENTS,
+        crate::CONCURRENT_ROUNDS
+    );
+    println!("{:>5} | {:<32} | {:<32}", "", a.name, b.name);
+    for (x, y) in a.concurrent.iter().zip(&b.concurrent) {
+        println!(
+            "{:>5} | {:>7.3} {:>8.0} {:>7.2} {:>7.2} | {:>7.3} {:>8.0} {:>7.2} {:>7.2}",
+            x.ef_search, x.recall, x.qps, x.p50_ms, x.p99_ms, y.recall, y.qps, y.p50_ms, y.p99_ms
+        );
+    }
+    let with = |r: &EngineResult| EngineResult {
+        passes: r.concurrent.clone(),
+        ..r.clone()
+    };
+    println!(
+        "QPS at equal recall, {} clients ({} / {}):",
+        crate::CLIENTS,
+        a.name,
+        b.name
+    );
+    print_ratios(&with(a), &with(b));
 }
 
 /// For each of `a`'s passes, its QPS against `b`'s at the same recall.
