@@ -241,6 +241,55 @@ CREATE OPERATOR <@> (
 );
 COMMENT ON OPERATOR <@> (vector, vector) IS 'hyperbolic (Poincare ball) distance';
 
+-- Distance ranges: `WHERE embedding <<->> sphere(q, r)` is true when
+-- `embedding <-> q <= r`; one operator per distance operator. A vhnsw
+-- index of the matching operator class serves it as an index condition,
+-- with or without ORDER BY.
+CREATE TYPE sphere AS (center vector, radius double precision);
+COMMENT ON TYPE sphere IS 'a center and a radius, for distance-range conditions such as embedding <<->> sphere(q, 0.5)';
+
+CREATE FUNCTION sphere(center vector, radius double precision) RETURNS sphere
+    AS 'SELECT ROW(center, radius)::@extschema@.sphere' LANGUAGE sql IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sphere(vector, double precision) IS 'the sphere of a distance-range condition';
+
+CREATE FUNCTION vector_l2_within(vector, sphere) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vdb_l2_within' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_ip_within(vector, sphere) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vdb_ip_within' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_cosine_within(vector, sphere) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vdb_cosine_within' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_l1_within(vector, sphere) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vdb_l1_within' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_poincare_within(vector, sphere) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vdb_poincare_within' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- contsel: a range is expected to hold few rows (0.1 %).
+CREATE OPERATOR <<->> (
+    LEFTARG = vector, RIGHTARG = sphere, PROCEDURE = vector_l2_within,
+    RESTRICT = contsel, JOIN = contjoinsel
+);
+COMMENT ON OPERATOR <<->> (vector, sphere) IS 'within the sphere by Euclidean distance (<->)';
+CREATE OPERATOR <<#>> (
+    LEFTARG = vector, RIGHTARG = sphere, PROCEDURE = vector_ip_within,
+    RESTRICT = contsel, JOIN = contjoinsel
+);
+COMMENT ON OPERATOR <<#>> (vector, sphere) IS 'negative inner product (<#>) at most the radius';
+CREATE OPERATOR <<=>> (
+    LEFTARG = vector, RIGHTARG = sphere, PROCEDURE = vector_cosine_within,
+    RESTRICT = contsel, JOIN = contjoinsel
+);
+COMMENT ON OPERATOR <<=>> (vector, sphere) IS 'within the sphere by cosine distance (<=>)';
+CREATE OPERATOR <<+>> (
+    LEFTARG = vector, RIGHTARG = sphere, PROCEDURE = vector_l1_within,
+    RESTRICT = contsel, JOIN = contjoinsel
+);
+COMMENT ON OPERATOR <<+>> (vector, sphere) IS 'within the sphere by taxicab distance (<+>)';
+CREATE OPERATOR <<@>> (
+    LEFTARG = vector, RIGHTARG = sphere, PROCEDURE = vector_poincare_within,
+    RESTRICT = contsel, JOIN = contjoinsel
+);
+COMMENT ON OPERATOR <<@>> (vector, sphere) IS 'within the sphere by Poincare distance (<@>)';
+
 -- The search hint: `WHERE embedding <^> 200` is always true, and a vhnsw
 -- scan that has it as an index condition searches with ef_search 200. It
 -- travels in the SQL, so it reaches shards through postgres_fdw.
@@ -277,26 +326,31 @@ CREATE FUNCTION vhnsw_support_poincare(internal) RETURNS internal
 CREATE OPERATOR CLASS vector_l2_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
     OPERATOR 2 <^> (vector, integer),
+    OPERATOR 3 <<->> (vector, sphere),
     FUNCTION 1 vhnsw_support_l2(internal);
 
 CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
     OPERATOR 2 <^> (vector, integer),
+    OPERATOR 3 <<#>> (vector, sphere),
     FUNCTION 1 vhnsw_support_ip(internal);
 
 CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
     OPERATOR 2 <^> (vector, integer),
+    OPERATOR 3 <<=>> (vector, sphere),
     FUNCTION 1 vhnsw_support_cosine(internal);
 
 CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
     OPERATOR 2 <^> (vector, integer),
+    OPERATOR 3 <<+>> (vector, sphere),
     FUNCTION 1 vhnsw_support_l1(internal);
 
 CREATE OPERATOR CLASS vector_poincare_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 1 <@> (vector, vector) FOR ORDER BY float_ops,
     OPERATOR 2 <^> (vector, integer),
+    OPERATOR 3 <<@>> (vector, sphere),
     FUNCTION 1 vhnsw_support_poincare(internal);
 
 CREATE FUNCTION vhnsw_check(regclass) RETURNS text

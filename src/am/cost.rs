@@ -1,6 +1,7 @@
 //! `amcostestimate`: when the planner should use vhnsw.
 //!
-//! Only for `ORDER BY <distance operator>`: any other use is priced out.
+//! Only for `ORDER BY <distance operator>` or a distance range
+//! (`WHERE embedding <<->> sphere(q, r)`): any other use is priced out.
 //! A search examines roughly `ef_search · 2m` entries on level 0 plus a few
 //! per upper level; its start-up cost is that fraction of a full index
 //! scan, so `ORDER BY ... LIMIT k` on a large table uses the index, while a
@@ -8,7 +9,31 @@
 //! its sequential scan and sort.
 
 use super::options::{ef_search, index_options};
+use super::validate::RANGE_STRATEGY;
 use pgrx::pg_sys;
+use pgrx::PgList;
+
+/// Whether a distance range is among the path's index conditions.
+///
+/// # Safety
+/// `path` must be a valid index path of a vhnsw index.
+unsafe fn has_range(path: *mut pg_sys::IndexPath) -> bool {
+    // SAFETY: (caller) the planner's path, its index info and clauses.
+    unsafe {
+        let info = &*(*path).indexinfo;
+        let clauses = PgList::<pg_sys::IndexClause>::from_pg((*path).indexclauses);
+        let found = clauses.iter_ptr().any(|c| {
+            let clause = (*(*c).rinfo).clause.cast::<pg_sys::Node>();
+            if !pgrx::is_a(clause, pg_sys::NodeTag::T_OpExpr) {
+                return false;
+            }
+            let opno = (*clause.cast::<pg_sys::OpExpr>()).opno;
+            let family = *info.opfamily.add((*c).indexcol as usize);
+            pg_sys::get_op_opfamily_strategy(opno, family) == i32::from(RANGE_STRATEGY)
+        });
+        found
+    }
+}
 
 /// Index entries one search is expected to examine in an index of `tuples`.
 pub fn expected_visits(tuples: f64, m: usize, ef: usize) -> f64 {
@@ -35,7 +60,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
 ) {
     // SAFETY: the planner passes a valid path and output pointers.
     unsafe {
-        if (*path).indexorderbys.is_null() {
+        if (*path).indexorderbys.is_null() && !has_range(path) {
             *startup = f64::INFINITY;
             *total = f64::INFINITY;
             *selectivity = 0.0;

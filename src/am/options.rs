@@ -1,7 +1,7 @@
 //! Index options (`WITH (m = 16, ef_construction = 64)`) and the GUCs that
 //! tune searches at run time.
 
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -22,6 +22,26 @@ pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// `vhnsw.max_scan_tuples`: most index entries one scan examines when it
 /// has to keep going (filters, large LIMITs).
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
+/// `vhnsw.iterative_scan`, pgvector's `hnsw.iterative_scan` under vdb's
+/// name, so that a ported application keeps its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum IterativeScan {
+    /// A scan stops after its first search: at most `ef_search` rows.
+    #[name = c"off"]
+    Off,
+    /// A scan asked for more keeps searching, rows in exact distance
+    /// order (vdb's default).
+    #[name = c"strict_order"]
+    StrictOrder,
+    /// pgvector's rows-slightly-out-of-order mode; vdb's continued scans
+    /// stay in exact order, so it behaves as `strict_order`.
+    #[name = c"relaxed_order"]
+    RelaxedOrder,
+}
+
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
+    GucSetting::<IterativeScan>::new(IterativeScan::StrictOrder);
 
 /// `vhnsw.pending_list_limit`: pending entries above which a merge worker
 /// keeps merging batch after batch instead of napping between them.
@@ -81,6 +101,14 @@ pub fn init() {
         &MAX_SCAN_TUPLES,
         1,
         i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"vhnsw.iterative_scan",
+        c"Sets whether a vhnsw scan keeps searching when it needs more rows.",
+        c"off: at most ef_search rows, as pgvector's default; strict_order (the default) and relaxed_order: keep going, in exact distance order, up to vhnsw.max_scan_tuples.",
+        &ITERATIVE_SCAN,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -230,6 +258,11 @@ pub fn index_options(index: crate::storage::Index) -> IndexOptions {
 
 pub fn ef_search() -> usize {
     EF_SEARCH.get().max(1) as usize
+}
+
+/// Whether scans keep searching past their first round.
+pub fn iterative() -> bool {
+    ITERATIVE_SCAN.get() != IterativeScan::Off
 }
 
 pub fn max_scan_tuples() -> usize {

@@ -6,11 +6,20 @@
 //! come out nearest first, the two sources interleaved by distance. A scan
 //! asked for more (a large `LIMIT`, or a `WHERE` clause discarding rows) keeps going with a widening search
 //! ([`OrderedScan`]), still in non-decreasing distance, until
-//! `vhnsw.max_scan_tuples` index entries have been examined.
+//! `vhnsw.max_scan_tuples` index entries have been examined (or, with
+//! `vhnsw.iterative_scan = off`, stops after `ef_search` rows).
+//!
+//! A distance range (`WHERE embedding <<->> sphere(q, r)`) is an index
+//! condition too: its center is the query when there is no ORDER BY, and a
+//! scan whose query is the range's center ends at the first row past the
+//! radius (rows come out in distance order). The executor rechecks the
+//! range on each row, so rounding in the index's distances (f32, and a
+//! monotone transform of the SQL distance) never decides a row.
 
-use super::options::{ef_search, hinted_ef_search, max_scan_tuples};
+use super::options::{ef_search, hinted_ef_search, iterative, max_scan_tuples};
 use super::utils::or_raise;
-use super::validate::HINT_STRATEGY;
+use super::validate::{HINT_STRATEGY, RANGE_STRATEGY};
+use crate::distance::sphere::read_sphere;
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::graph::PageGraph;
@@ -34,6 +43,10 @@ struct ScanState {
     search: Option<Search>,
     /// TIDs of the current node still to return, last first.
     tids: Vec<Tid>,
+    /// Rows the scan may still return (`vhnsw.iterative_scan = off`).
+    budget: Option<usize>,
+    /// Whether the executor rechecks the index conditions (ranges).
+    recheck: bool,
 }
 
 /// The graph walk of one scan: on codes when the index has them (a hop
@@ -87,10 +100,14 @@ struct Search {
     /// Every TID returned: a row merged while this scan ran can be seen in
     /// both the pending list and the graph.
     returned: HashSet<Tid>,
+    /// The ranking distance past which no row is in the scan's range.
+    stop_past: Option<f32>,
 }
 
 impl Search {
-    fn start(index: Index, raw: &[f32], ef_search: usize) -> SqlResult<Search> {
+    /// A search for `raw`; `radii` are the SQL radii of the distance
+    /// ranges centered on `raw` (the scan ends past the smallest).
+    fn start(index: Index, raw: &[f32], ef_search: usize, radii: &[f64]) -> SqlResult<Search> {
         let meta = read_meta(index)?;
         let dims = meta.dims as usize;
         if dims != 0 && dims != raw.len() {
@@ -153,6 +170,14 @@ impl Search {
             },
             _ => Walk::Plain(OrderedScan::new(ef_search)),
         };
+        // f32 distances, and for cosine the stored unit vectors, differ
+        // from the SQL operator's by rounding: stop a little late, the
+        // recheck drops what lies outside.
+        let stop_past = radii
+            .iter()
+            .map(|&r| metric.ranking_bound(r))
+            .min_by(f64::total_cmp)
+            .map(|b| (b + 1e-5 * b.abs().max(1.0)) as f32);
         Ok(Search {
             graph,
             query,
@@ -162,6 +187,7 @@ impl Search {
             next_graph: None,
             graph_done: false,
             returned: HashSet::new(),
+            stop_past,
         })
     }
 
@@ -183,8 +209,18 @@ impl Search {
         self.graph_done = self.next_graph.is_none();
     }
 
-    /// TIDs of the next result in distance order (never one already returned).
+    /// TIDs of the next result in distance order (never one already
+    /// returned); `None` at the end, or past the scan's range.
     fn next_tids(&mut self) -> Option<Vec<Tid>> {
+        let (distance, tids) = self.next_result()?;
+        match self.stop_past {
+            Some(bound) if distance > bound => None,
+            _ => Some(tids),
+        }
+    }
+
+    /// The next result and its distance.
+    fn next_result(&mut self) -> Option<(f32, Vec<Tid>)> {
         loop {
             if self.next_graph.is_none() && !self.graph_done {
                 self.next_graph = self.read_graph();
@@ -196,17 +232,20 @@ impl Search {
                 (None, Some(_)) => false,
                 (Some(p), Some(g)) => p.0 <= g.0,
             };
-            let tids: Vec<Tid> = if take_pending {
-                self.pending.pop().map(|p| vec![p.1]).unwrap_or_default()
+            let (distance, tids) = if take_pending {
+                self.pending
+                    .pop()
+                    .map(|p| (p.0, vec![p.1]))
+                    .unwrap_or_default()
             } else {
-                self.next_graph.take().map(|g| g.1).unwrap_or_default()
+                self.next_graph.take().unwrap_or_default()
             };
             let fresh: Vec<Tid> = tids
                 .into_iter()
                 .filter(|t| self.returned.insert(*t))
                 .collect();
             if !fresh.is_empty() {
-                return Some(fresh);
+                return Some((distance, fresh));
             }
         }
     }
@@ -266,19 +305,10 @@ pub unsafe extern "C-unwind" fn amgettuple(
     let st = state(scan);
     if !st.started {
         st.started = true;
-        // SAFETY: the scan descriptor is valid; vhnsw is only used with one
-        // ORDER BY key whose argument is a vector (or NULL).
+        // SAFETY: the scan descriptor is valid; its ORDER BY key (at most
+        // one) has a vector argument (or NULL), its index conditions are
+        // search hints (integer) and distance ranges (sphere).
         unsafe {
-            if (*scan).numberOfOrderBys < 1 {
-                crate::fmgr::raise(crate::error::SqlError::internal(
-                    "cannot scan a vhnsw index without ORDER BY",
-                ));
-            }
-            let key = &*(*scan).orderByData;
-            if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-                return false;
-            }
-            let mut ef = ef_search();
             let keys = match (*scan).keyData.is_null() {
                 true => &[][..],
                 false => std::slice::from_raw_parts(
@@ -286,35 +316,69 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     (*scan).numberOfKeys.max(0) as usize,
                 ),
             };
-            for hint in keys {
-                if hint.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-                    return false; // `<^> NULL` is never true
+            let mut ef = ef_search();
+            let mut ranges = Vec::new();
+            for key in keys {
+                if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                    return false; // `<^> NULL`, `<<->> NULL` are never true
                 }
-                if hint.sk_strategy == HINT_STRATEGY as u16 {
-                    ef = or_raise(hinted_ef_search(hint.sk_argument.value() as i32));
+                match key.sk_strategy as i16 {
+                    HINT_STRATEGY => {
+                        ef = or_raise(hinted_ef_search(key.sk_argument.value() as i32))
+                    }
+                    RANGE_STRATEGY => match or_raise(read_sphere(key.sk_argument)) {
+                        Some(sphere) => ranges.push(sphere),
+                        None => return false, // a NULL center or radius
+                    },
+                    _ => {}
                 }
             }
-            let raw = or_raise(detoast_vector(key.sk_argument));
+            let raw = if (*scan).numberOfOrderBys >= 1 {
+                let key = &*(*scan).orderByData;
+                if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                    return false;
+                }
+                or_raise(detoast_vector(key.sk_argument))
+            } else if let Some(range) = ranges.first() {
+                range.center
+            } else {
+                crate::fmgr::raise(crate::error::SqlError::internal(
+                    "cannot scan a vhnsw index without ORDER BY or a distance range",
+                ));
+            };
+            let radii: Vec<f64> = ranges
+                .iter()
+                .filter(|r| r.center == raw)
+                .map(|r| r.radius)
+                .collect();
+            st.recheck = !ranges.is_empty();
+            st.budget = (!iterative()).then_some(ef);
             let index = Index::new((*scan).indexRelation);
             // The metapage snapshot and the first search round, while
             // VACUUM frees no slot.
             let _freeing = ScanLock::share(index);
-            let mut search = or_raise(Search::start(index, raw, ef));
+            let mut search = or_raise(Search::start(index, raw, ef, &radii));
             crate::failpoint::hit("scan_first_round");
             search.prime();
             st.search = Some(search);
         }
     }
     loop {
+        if st.budget == Some(0) {
+            return false;
+        }
         if let Some(tid) = st.tids.pop() {
+            if let Some(left) = &mut st.budget {
+                *left -= 1;
+            }
             // SAFETY: the descriptor is valid; we return one heap TID whose
-            // order needs no recheck.
+            // order needs no recheck (ranges do, see the module doc).
             unsafe {
                 let t = &mut (*scan).xs_heaptid;
                 t.ip_blkid.bi_hi = tid.0[0];
                 t.ip_blkid.bi_lo = tid.0[1];
                 t.ip_posid = tid.0[2];
-                (*scan).xs_recheck = false;
+                (*scan).xs_recheck = st.recheck;
                 (*scan).xs_recheckorderby = false;
             }
             return true;

@@ -1,6 +1,7 @@
 //! `amvalidate`: checks an operator class against what vhnsw understands:
 //! ORDER BY operators with strategy 1, the search hint `<^>` with
-//! strategy 2, and support function 1.
+//! strategy 2, distance ranges (`<<->>` …) with strategy 3, and support
+//! function 1.
 
 use pgrx::pg_sys;
 
@@ -44,6 +45,8 @@ unsafe fn for_each_row<T>(cache: u32, key: pg_sys::Oid, mut f: impl FnMut(&T)) {
 pub const ORDER_BY_STRATEGY: i16 = 1;
 /// The search hint `<^>`, in `WHERE`.
 pub const HINT_STRATEGY: i16 = 2;
+/// A distance range (`<<->>` and its kin), in `WHERE`.
+pub const RANGE_STRATEGY: i16 = 3;
 
 fn warn(message: String) {
     pgrx::ereport!(
@@ -80,12 +83,12 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 let purpose = |p: u8| op.amoppurpose == p as std::ffi::c_char;
                 let known = match op.amopstrategy {
                     ORDER_BY_STRATEGY => purpose(pg_sys::AMOP_ORDER),
-                    HINT_STRATEGY => purpose(pg_sys::AMOP_SEARCH),
+                    HINT_STRATEGY | RANGE_STRATEGY => purpose(pg_sys::AMOP_SEARCH),
                     _ => false,
                 };
                 if !known {
                     warn(format!(
-                    "vhnsw operator family {} has operator {} with strategy {}: neither an ORDER BY operator of strategy 1 nor a search hint of strategy 2",
+                    "vhnsw operator family {} has operator {} with strategy {}: not an ORDER BY operator of strategy 1, a search hint of strategy 2 or a distance range of strategy 3",
                     family.to_u32(),
                     op.amopopr.to_u32(),
                     op.amopstrategy

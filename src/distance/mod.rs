@@ -10,6 +10,8 @@ use crate::vector::check_same_dims;
 use pgrx::pg_sys::Datum;
 use vdb_core::distance;
 
+pub mod sphere;
+
 /// Applies a kernel to the two `vector` arguments.
 fn distance_of(args: &Args, kernel: fn(&[f32], &[f32]) -> f64) -> SqlResult<Datum> {
     let (a, b) = (args.vector(0)?, args.vector(1)?);
@@ -54,10 +56,14 @@ pg_fn! {
     fn vdb_poincare_distance(args) {
         let (a, b) = (args.vector(0)?, args.vector(1)?);
         check_same_dims(a, b)?;
-        let d = distance::poincare_distance(a, b).map_err(|distance::PoincareError::OutsideBall| {
-            SqlError::data("poincare_distance requires points strictly inside the unit ball")
-                .with_detail("Every point must have a Euclidean norm below 1.")
-        })?;
-        Ok(float8_datum(d))
+        Ok(float8_datum(poincare(a, b)?))
     }
+}
+
+/// The Poincaré distance, or the error both its operators raise.
+fn poincare(a: &[f32], b: &[f32]) -> SqlResult<f64> {
+    distance::poincare_distance(a, b).map_err(|distance::PoincareError::OutsideBall| {
+        SqlError::data("poincare_distance requires points strictly inside the unit ball")
+            .with_detail("Every point must have a Euclidean norm below 1.")
+    })
 }

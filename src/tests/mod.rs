@@ -9,6 +9,7 @@ mod functions;
 mod index;
 mod io;
 mod knn;
+mod ranges;
 mod security;
 mod support;
 mod write_path;

@@ -94,11 +94,56 @@ impl Metric {
     pub fn between(self, a: &Point, b: &Point) -> f32 {
         self.distance(&a.vec, a.aux, &b.vec, b.aux)
     }
+
+    /// The ranking distance of SQL distance `d`: a point ranks at most
+    /// this far exactly when its SQL distance is at most `d` (negative
+    /// for a `d` no point is within).
+    pub fn ranking_bound(self, d: f64) -> f64 {
+        match self {
+            Metric::L2 if d < 0.0 => -1.0,
+            Metric::L2 => d * d,
+            // Cosine ranks unit vectors by 1 − a·b, the cosine distance.
+            Metric::InnerProduct | Metric::Cosine | Metric::L1 => d,
+            Metric::Poincare if d < 0.0 => -1.0,
+            // d = acosh(1 + 2·δ), δ the ranking distance.
+            Metric::Poincare => (d.cosh() - 1.0) / 2.0,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_bounds_match_sql_distances() {
+        let q = [0.1f32, 0.2, -0.3];
+        let p = [0.3f32, -0.1, 0.2];
+        type Sql = fn(&[f32], &[f32]) -> f64;
+        let cases: [(Metric, Sql); 5] = [
+            (Metric::L2, distance::l2),
+            (Metric::InnerProduct, |a, b| -distance::dot(a, b)),
+            (Metric::Cosine, distance::cosine_distance),
+            (Metric::L1, distance::l1),
+            (Metric::Poincare, |a, b| {
+                distance::poincare_distance(a, b).unwrap_or(f64::NAN)
+            }),
+        ];
+        for (metric, sql) in cases {
+            let (a, b) = (
+                metric.prepare(&q).expect("ok"),
+                metric.prepare(&p).expect("ok"),
+            );
+            let ranked = f64::from(metric.between(&a, &b));
+            let bound = metric.ranking_bound(sql(&q, &p));
+            assert!(
+                (ranked - bound).abs() <= 1e-6 * bound.abs().max(1.0),
+                "{metric:?}: ranked {ranked}, bound {bound}"
+            );
+        }
+        assert!(Metric::L2.ranking_bound(-0.5) < 0.0);
+        assert!(Metric::Poincare.ranking_bound(-0.5) < 0.0);
+    }
 
     #[test]
     fn rankings_follow_sql_distances() {
