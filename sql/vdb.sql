@@ -249,7 +249,7 @@ CREATE TYPE sphere AS (center vector, radius double precision);
 COMMENT ON TYPE sphere IS 'a center and a radius, for distance-range conditions such as embedding <<->> sphere(q, 0.5)';
 
 CREATE FUNCTION sphere(center vector, radius double precision) RETURNS sphere
-    AS 'SELECT ROW(center, radius)::@extschema@.sphere' LANGUAGE sql IMMUTABLE PARALLEL SAFE;
+    AS 'SELECT ROW(center, radius)::@extschema@.sphere' LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION sphere(vector, double precision) IS 'the sphere of a distance-range condition';
 
 CREATE FUNCTION vector_l2_within(vector, sphere) RETURNS boolean

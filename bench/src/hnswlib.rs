@@ -113,6 +113,7 @@ pub fn run(
             passes,
             concurrent: Vec::new(),
             filtered: Vec::new(),
+            range: None,
         },
         note: format!(
             "hnswlib: the same algorithm in process (Python bindings), built on {threads} thread(s), \

@@ -34,7 +34,8 @@
 //! recall right away and how long vdb takes to merge its pending list,
 //! then run the query passes over the complete table (one client, then
 //! [`CLIENTS`] at once), and the filtered
-//! queries of [`filtered`] at `--filtered-ef` (0: skip). With `--shard`
+//! queries of [`filtered`] and vdb's distance ranges ([`ranges`]) at
+//! `--filtered-ef` (0: skip both). With `--shard`
 //! servers (2 or more), vdb's run is followed by the scale-out run: the
 //! same rows split over 2, then 3 shards behind the vdb database.
 //!
@@ -51,6 +52,7 @@ mod filtered;
 mod hnswlib;
 mod insert;
 mod python;
+mod ranges;
 mod report;
 mod scale_out;
 
@@ -185,6 +187,7 @@ fn run_engine(
     ds: &dataset::Dataset,
     truth: &[Vec<i32>],
     filtered_truth: &[(i32, Vec<Vec<i32>>)],
+    range_truth: &[(Vec<i32>, f64)],
     o: &Options,
 ) -> Result<EngineResult, db::BoxError> {
     let mut client = engine.connect()?;
@@ -263,6 +266,17 @@ fn run_engine(
     } else {
         filtered::run(&mut client, engine, ds, filtered_truth, o.filtered_ef)?
     };
+    let range = if range_truth.is_empty() || engine.extension != "vdb" {
+        None
+    } else {
+        Some(ranges::run(
+            &mut client,
+            engine,
+            ds,
+            range_truth,
+            o.filtered_ef,
+        )?)
+    };
     Ok(EngineResult {
         name: engine.name.to_string(),
         build_secs: build.as_secs_f64(),
@@ -272,6 +286,7 @@ fn run_engine(
         passes,
         concurrent,
         filtered,
+        range,
     })
 }
 
@@ -353,9 +368,15 @@ fn run_dataset(ds: &dataset::Dataset, truth: &[Vec<i32>], engines: &[Engine], o:
     } else {
         filtered::ground_truth(ds)
     };
+    // Ranges are vdb's alone; measured with the filtered queries' ef.
+    let range_truth = if o.filtered_ef == 0 || !engines.iter().any(|e| e.extension == "vdb") {
+        Vec::new()
+    } else {
+        ranges::ground_truth(ds, &o.data_dir)
+    };
     let mut results = Vec::new();
     for engine in engines {
-        match run_engine(engine, ds, truth, &filtered_truth, o) {
+        match run_engine(engine, ds, truth, &filtered_truth, &range_truth, o) {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("vdb-bench: {}: {e}", engine.name);
@@ -388,6 +409,9 @@ fn run_dataset(ds: &dataset::Dataset, truth: &[Vec<i32>], engines: &[Engine], o:
             .map(|r| (r.name.clone(), r.filtered.clone()))
             .collect();
         filtered::print(&filtered_results, o.filtered_ef);
+        if let Some(range) = results.iter().find_map(|r| r.range.as_ref()) {
+            ranges::print(range, o.filtered_ef);
+        }
     }
     if o.shards.len() >= 2 && !engines.is_empty() {
         let vdb = &results[0];

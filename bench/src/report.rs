@@ -18,6 +18,8 @@ pub struct EngineResult {
     /// The same queries from [`crate::CLIENTS`] clients at once.
     pub concurrent: Vec<QueryStats>,
     pub filtered: Vec<crate::filtered::FilteredPass>,
+    /// vdb's distance-range pass.
+    pub range: Option<crate::ranges::RangePass>,
 }
 
 /// An engine outside PostgreSQL to compare against (hnswlib in process):

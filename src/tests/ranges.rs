@@ -124,8 +124,8 @@ mod tests {
             // Within a row or two of the kNN scan per query (the last rows
             // before the radius may come out of a later round), and never
             // far below the whole range: one build in about five left one
-            // query's cluster of the Poincaré test data hard to reach for
-            // either scan.
+            // query's cluster of the Poincaré test data hard to reach (seen
+            // with both scans once; not reproduced outside this test).
             assert!(
                 found + 2 * queries.len() >= knn_found && recall >= 0.8,
                 "{opclass}: range recall {recall}; per query (range, kNN, truth) {each:?}"

@@ -1,0 +1,110 @@
+//! Distance ranges (vdb only; pgvector has no such index condition):
+//! `WHERE embedding <<=>> sphere($1, $2)`, the radius that of each
+//! query's exact 100th nearest row, so the true answer is those 100 rows.
+//! Recall is the share of them the index returns (the executor rechecks
+//! the range, so nothing outside comes back).
+
+use crate::dataset::{self, Dataset};
+use crate::db::{BoxError, Engine, Vector};
+use postgres::Client;
+use std::path::Path;
+use std::time::Instant;
+use vdb_core::distance;
+
+/// Rows in each query's range.
+pub const ROWS: usize = 100;
+
+/// Results of the range pass.
+#[derive(Debug, Clone)]
+pub struct RangePass {
+    pub recall: f64,
+    pub rows_per_query: f64,
+    pub qps: f64,
+    pub p99_ms: f64,
+}
+
+/// Each query's exact [`ROWS`] nearest ids and the radius that holds them.
+pub fn ground_truth(ds: &Dataset, cache: &Path) -> Vec<(Vec<i32>, f64)> {
+    let truth = dataset::ground_truth(ds, ROWS, cache);
+    let row_of: std::collections::HashMap<i32, usize> =
+        ds.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    truth
+        .into_iter()
+        .enumerate()
+        .map(|(q, ids)| {
+            let (query, far) = (ds.queries.row(q), ds.base.row(row_of[&ids[ROWS - 1]]));
+            let d = if ds.cosine {
+                distance::cosine_distance(query, far)
+            } else {
+                distance::l2(query, far)
+            };
+            // The SQL operator rounds its own way: a hair of room.
+            (ids, d + 1e-6 * d.abs().max(1e-3))
+        })
+        .collect()
+}
+
+fn operator(ds: &Dataset) -> &'static str {
+    if ds.cosine {
+        "<<=>>"
+    } else {
+        "<<->>"
+    }
+}
+
+/// Runs every query's range once at `ef_search`.
+pub fn run(
+    client: &mut Client,
+    engine: &Engine,
+    ds: &Dataset,
+    truth: &[(Vec<i32>, f64)],
+    ef_search: u32,
+) -> Result<RangePass, BoxError> {
+    client.batch_execute(&format!(
+        "SET {} = {ef_search}; SET enable_seqscan = off",
+        engine.ef_search_guc
+    ))?;
+    let statement = client.prepare(&format!(
+        "SELECT id FROM bench_items WHERE embedding {} sphere($1, $2)",
+        operator(ds)
+    ))?;
+    let (mut hits, mut rows) = (0usize, 0usize);
+    let mut latencies = Vec::with_capacity(truth.len());
+    let start = Instant::now();
+    for (q, (expected, radius)) in truth.iter().enumerate() {
+        let t = Instant::now();
+        let found = client.query(&statement, &[&Vector(ds.queries.row(q)), radius])?;
+        latencies.push(t.elapsed());
+        rows += found.len();
+        hits += found
+            .iter()
+            .filter(|r| expected.contains(&r.get::<_, i32>(0)))
+            .count();
+    }
+    let total = start.elapsed();
+    latencies.sort_unstable();
+    let p99 = latencies[((latencies.len() as f64 - 1.0) * 0.99).round() as usize];
+    let pass = RangePass {
+        recall: hits as f64 / (truth.len() * ROWS) as f64,
+        rows_per_query: rows as f64 / truth.len() as f64,
+        qps: truth.len() as f64 / total.as_secs_f64(),
+        p99_ms: p99.as_secs_f64() * 1e3,
+    };
+    eprintln!(
+        "[{}] ranges of {ROWS} rows: recall {:.3}, {:.1} rows/query, {:.0} QPS",
+        engine.name, pass.recall, pass.rows_per_query, pass.qps
+    );
+    Ok(pass)
+}
+
+/// The range line of the report.
+pub fn print(pass: &RangePass, ef_search: u32) {
+    println!();
+    println!(
+        "distance ranges (vdb; WHERE embedding <<op>> sphere(q, r), r the exact {ROWS}th nearest's distance, ef_search {ef_search}, no ORDER BY):"
+    );
+    println!(
+        "  recall {:.3}, {:.1} rows/query, {:.0} QPS, p99 {:.2} ms",
+        pass.recall, pass.rows_per_query, pass.qps, pass.p99_ms
+    );
+}
