@@ -49,6 +49,16 @@ struct ScanState {
     recheck: bool,
 }
 
+/// The share of the margin kept by a scan's later rounds, which look for
+/// rows past the nearest (a filter, a large LIMIT, a range). The margin
+/// keeps the first round from stopping short of a true neighbour; a later
+/// round hands out rows further out, and unbiased estimates reach them
+/// with fewer node reads: at `ef_search` 40, filters keeping 10 % and 1 %
+/// of the rows ran 1.4–1.75× faster (recall of the filtered top 10 0.976
+/// –0.992 against 0.981–0.996) and 100-row ranges 1.75–1.84× (recall
+/// 0.976–0.978 against 0.982–0.983), GloVe-50 and MiniLM-384 alike.
+const LATER_MARGIN: f32 = 0.0;
+
 /// The graph walk of one scan: on codes when the index has them (a hop
 /// reads one page), else measuring every neighbour.
 enum Walk {
@@ -58,6 +68,8 @@ enum Walk {
         query: Query,
         /// The level-0 start, found on the first call.
         start: Option<NodeId>,
+        /// Whether later rounds' estimates have their narrower margin.
+        relaxed: bool,
     },
 }
 
@@ -69,7 +81,12 @@ impl Walk {
                 scan,
                 query: coded,
                 start,
+                relaxed,
             } => {
+                if !*relaxed && scan.rounds() >= 1 {
+                    *relaxed = true;
+                    coded.scale_margin(LATER_MARGIN);
+                }
                 let from = match *start {
                     Some(node) => node,
                     None => {
@@ -167,6 +184,7 @@ impl Search {
                 scan: CodedScan::new(ef_search),
                 query: q.query(&query.vec),
                 start: None,
+                relaxed: false,
             },
             _ => Walk::Plain(OrderedScan::new(ef_search)),
         };

@@ -193,6 +193,11 @@ impl CodedScan {
         self.found.len()
     }
 
+    /// Search rounds run so far.
+    pub fn rounds(&self) -> usize {
+        self.rounds
+    }
+
     /// The next node in exact distance order, or `None` when the scan is
     /// over (graph exhausted or `max_expanded` nodes read).
     pub fn next<S: CodedStore + ?Sized>(

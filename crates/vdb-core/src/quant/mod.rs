@@ -137,6 +137,13 @@ pub struct Query {
     margin: f32,
 }
 
+impl Query {
+    /// Scales the margin of the estimates taken from now on.
+    pub fn scale_margin(&mut self, factor: f32) {
+        self.margin *= factor;
+    }
+}
+
 /// A rotated query `v` rounded to `vmin + Δ·k`, `k` in 0..256, stored as
 /// eight bit planes in the layout of one-bit codes (coordinate `i` is bit
 /// `i % 64` of word `i / 64`), so that `⟨b, v⟩ ≈ Δ·Σ_p 2^p·popcount(b ∧
