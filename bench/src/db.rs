@@ -167,13 +167,28 @@ pub fn run_pass(
     ds: &Dataset,
     truth: &[Vec<i32>],
 ) -> Result<Pass, BoxError> {
+    run_pass_with(client, sql, ds, truth, &[])
+}
+
+/// [`run_pass`] with `extra[q]` as `$2` of query `q` (none when empty).
+pub fn run_pass_with(
+    client: &mut Client,
+    sql: &str,
+    ds: &Dataset,
+    truth: &[Vec<i32>],
+    extra: &[f64],
+) -> Result<Pass, BoxError> {
     let statement = client.prepare(sql)?;
     let mut latencies = Vec::with_capacity(truth.len());
     let (mut hits, mut rows_returned) = (0usize, 0usize);
     let start = Instant::now();
     for (q, expected) in truth.iter().enumerate() {
+        let vector = Vector(ds.queries.row(q));
         let t = Instant::now();
-        let rows = client.query(&statement, &[&Vector(ds.queries.row(q))])?;
+        let rows = match extra.get(q) {
+            Some(x) => client.query(&statement, &[&vector, x])?,
+            None => client.query(&statement, &[&vector])?,
+        };
         latencies.push(t.elapsed());
         rows_returned += rows.len();
         hits += rows

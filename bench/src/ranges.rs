@@ -5,10 +5,9 @@
 //! the range, so nothing outside comes back).
 
 use crate::dataset::{self, Dataset};
-use crate::db::{BoxError, Engine, Vector};
+use crate::db::{self, BoxError, Engine};
 use postgres::Client;
 use std::path::Path;
-use std::time::Instant;
 use vdb_core::distance;
 
 /// Rows in each query's range.
@@ -64,31 +63,17 @@ pub fn run(
         "SET {} = {ef_search}; SET enable_seqscan = off",
         engine.ef_search_guc
     ))?;
-    let statement = client.prepare(&format!(
+    let sql = format!(
         "SELECT id FROM bench_items WHERE embedding {} sphere($1, $2)",
         operator(ds)
-    ))?;
-    let (mut hits, mut rows) = (0usize, 0usize);
-    let mut latencies = Vec::with_capacity(truth.len());
-    let start = Instant::now();
-    for (q, (expected, radius)) in truth.iter().enumerate() {
-        let t = Instant::now();
-        let found = client.query(&statement, &[&Vector(ds.queries.row(q)), radius])?;
-        latencies.push(t.elapsed());
-        rows += found.len();
-        hits += found
-            .iter()
-            .filter(|r| expected.contains(&r.get::<_, i32>(0)))
-            .count();
-    }
-    let total = start.elapsed();
-    latencies.sort_unstable();
-    let p99 = latencies[((latencies.len() as f64 - 1.0) * 0.99).round() as usize];
+    );
+    let (ids, radii): (Vec<Vec<i32>>, Vec<f64>) = truth.iter().cloned().unzip();
+    let run = db::run_pass_with(client, &sql, ds, &ids, &radii)?;
     let pass = RangePass {
-        recall: hits as f64 / (truth.len() * ROWS) as f64,
-        rows_per_query: rows as f64 / truth.len() as f64,
-        qps: truth.len() as f64 / total.as_secs_f64(),
-        p99_ms: p99.as_secs_f64() * 1e3,
+        recall: run.hits as f64 / (truth.len() * ROWS) as f64,
+        rows_per_query: run.rows as f64 / truth.len() as f64,
+        qps: run.qps,
+        p99_ms: run.p99_ms,
     };
     eprintln!(
         "[{}] ranges of {ROWS} rows: recall {:.3}, {:.1} rows/query, {:.0} QPS",

@@ -115,12 +115,11 @@ impl Metric {
 mod tests {
     use super::*;
 
-    #[test]
-    fn range_bounds_match_sql_distances() {
-        let q = [0.1f32, 0.2, -0.3];
-        let p = [0.3f32, -0.1, 0.2];
-        type Sql = fn(&[f32], &[f32]) -> f64;
-        let cases: [(Metric, Sql); 5] = [
+    type Sql = fn(&[f32], &[f32]) -> f64;
+
+    /// Each metric with the SQL distance it stands for.
+    fn sql_distances() -> [(Metric, Sql); 5] {
+        [
             (Metric::L2, distance::l2),
             (Metric::InnerProduct, |a, b| -distance::dot(a, b)),
             (Metric::Cosine, distance::cosine_distance),
@@ -128,8 +127,14 @@ mod tests {
             (Metric::Poincare, |a, b| {
                 distance::poincare_distance(a, b).unwrap_or(f64::NAN)
             }),
-        ];
-        for (metric, sql) in cases {
+        ]
+    }
+
+    #[test]
+    fn range_bounds_match_sql_distances() {
+        let q = [0.1f32, 0.2, -0.3];
+        let p = [0.3f32, -0.1, 0.2];
+        for (metric, sql) in sql_distances() {
             let (a, b) = (
                 metric.prepare(&q).expect("ok"),
                 metric.prepare(&p).expect("ok"),
@@ -154,17 +159,7 @@ mod tests {
             [-0.4, 0.1, 0.15],
             [0.05, 0.05, 0.0],
         ];
-        type Sql = fn(&[f32], &[f32]) -> f64;
-        let cases: [(Metric, Sql); 5] = [
-            (Metric::L2, distance::l2),
-            (Metric::InnerProduct, |a, b| -distance::dot(a, b)),
-            (Metric::Cosine, distance::cosine_distance),
-            (Metric::L1, distance::l1),
-            (Metric::Poincare, |a, b| {
-                distance::poincare_distance(a, b).unwrap_or(f64::NAN)
-            }),
-        ];
-        for (metric, sql) in cases {
+        for (metric, sql) in sql_distances() {
             let qp = metric.prepare(&q).expect("indexable");
             let mut by_graph: Vec<usize> = (0..pts.len()).collect();
             let mut by_sql = by_graph.clone();
