@@ -160,6 +160,46 @@ mod tests {
         }
     }
 
+    /// A range on a partitioned table runs on every partition's index and
+    /// returns what a table scan does (up to the index's recall).
+    #[pg_test]
+    fn ranges_span_partitions() {
+        clustered_table("rgsrc", 3_000, 16, 8, 0.44);
+        run("CREATE TABLE rgpart (id int, v vector(16)) PARTITION BY RANGE (id)");
+        run("CREATE TABLE rgpart_a PARTITION OF rgpart FOR VALUES FROM (0) TO (1500)");
+        run("CREATE TABLE rgpart_b PARTITION OF rgpart FOR VALUES FROM (1500) TO (10000)");
+        run("INSERT INTO rgpart SELECT id, v FROM rgsrc");
+        run("CREATE INDEX ON rgpart USING vhnsw (v vector_l2_ops)");
+        run("ANALYZE rgpart");
+        let q = &query_vectors("rgsrc_queries", 1)[0];
+        run("SET LOCAL enable_indexscan = off");
+        let r = one::<f64>(&format!(
+            "SELECT v <-> '{q}' FROM rgpart ORDER BY 1 OFFSET 99 LIMIT 1"
+        ));
+        run("SET LOCAL enable_indexscan = on");
+        let query = format!("SELECT id FROM rgpart WHERE v <<->> sphere($1::vector, {r})");
+        let truth = answer(&query, q, false);
+        run("SET LOCAL enable_seqscan = off");
+        let plan = one::<pgrx::datum::Json>(&format!(
+            "EXPLAIN (FORMAT JSON) SELECT id FROM rgpart WHERE v <<->> sphere('{q}'::vector, {r})"
+        ))
+        .0
+        .to_string();
+        run("SET LOCAL enable_seqscan = on");
+        assert_eq!(plan.matches("\"Index Scan\"").count(), 2, "{plan}");
+        let got = answer(&query, q, true);
+        assert!(truth.len() >= 100 && got.iter().all(|id| truth.contains(id)));
+        assert!(got.len() >= 95, "{} of {}", got.len(), truth.len());
+        // Rows from both partitions.
+        assert!(got.iter().any(|&id| id < 1500) && got.iter().any(|&id| id >= 1500));
+        for part in ["rgpart_a", "rgpart_b"] {
+            let index = one::<String>(&format!(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = '{part}'::regclass"
+            ));
+            assert_eq!(one::<String>(&format!("SELECT vhnsw_check('{index}')")), "");
+        }
+    }
+
     /// pgvector's setting under vdb's name: `off` stops after one search
     /// (at most `ef_search` rows), the two others keep going.
     #[pg_test]
