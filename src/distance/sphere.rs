@@ -12,9 +12,9 @@ use vdb_core::distance;
 
 /// A `sphere` value: a center and a radius in the units of the operator
 /// it is used with.
-pub struct Sphere<'a> {
-    pub center: &'a [f32],
-    pub radius: f64,
+pub(crate) struct Sphere<'a> {
+    pub(crate) center: &'a [f32],
+    pub(crate) radius: f64,
 }
 
 /// Reads a `sphere` composite value; `None` when its center or radius is
@@ -22,7 +22,7 @@ pub struct Sphere<'a> {
 ///
 /// # Safety
 /// `datum` must be a non-null `sphere` value that stays valid for `'a`.
-pub unsafe fn read_sphere<'a>(datum: Datum) -> SqlResult<Option<Sphere<'a>>> {
+pub(crate) unsafe fn read_sphere<'a>(datum: Datum) -> SqlResult<Option<Sphere<'a>>> {
     // SAFETY: (caller) a composite datum; detoasting gives its tuple
     // header, which carries the row type GetAttributeByNum looks up.
     unsafe {
