@@ -353,6 +353,116 @@ CREATE OPERATOR CLASS vector_poincare_ops FOR TYPE vector USING vhnsw AS
     OPERATOR 3 <<@>> (vector, sphere),
     FUNCTION 1 vhnsw_support_poincare(internal);
 
+-- Filter columns of composite indexes: USING vhnsw (embedding vector_l2_ops,
+-- tenant_id, labels). Strategies are B-tree's 1-5, then && (6) and @> (7);
+-- the integer family holds the cross-type comparisons, so `int8_col = 7`
+-- and `int2_col = ANY($1::int4[])` are index conditions too.
+-- `value <@ array` is `value = ANY(array)` as an operator: PostgreSQL plans
+-- IN and = ANY on an index column after the first only for unordered scans,
+-- so a composite index checks lists given this way. It also folds `b = true`
+-- into `b`, which only B-tree and hash indexes match: `b <@ '{t}'` is that
+-- condition for a composite index.
+CREATE FUNCTION in_array(int2, int2[]) RETURNS bool
+    AS 'MODULE_PATHNAME', 'vdb_in_array_int2' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <@ (LEFTARG = int2, RIGHTARG = int2[], FUNCTION = in_array, RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE FUNCTION in_array(int4, int4[]) RETURNS bool
+    AS 'MODULE_PATHNAME', 'vdb_in_array_int4' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <@ (LEFTARG = int4, RIGHTARG = int4[], FUNCTION = in_array, RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE FUNCTION in_array(int8, int8[]) RETURNS bool
+    AS 'MODULE_PATHNAME', 'vdb_in_array_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <@ (LEFTARG = int8, RIGHTARG = int8[], FUNCTION = in_array, RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE FUNCTION in_array(bool, bool[]) RETURNS bool
+    AS 'MODULE_PATHNAME', 'vdb_in_array_bool' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <@ (LEFTARG = bool, RIGHTARG = bool[], FUNCTION = in_array, RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE FUNCTION in_array(text, text[]) RETURNS bool
+    AS 'MODULE_PATHNAME', 'vdb_in_array_text' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <@ (LEFTARG = text, RIGHTARG = text[], FUNCTION = in_array, RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE FUNCTION in_array(uuid, uuid[]) RETURNS bool
+    AS 'MODULE_PATHNAME', 'vdb_in_array_uuid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <@ (LEFTARG = uuid, RIGHTARG = uuid[], FUNCTION = in_array, RESTRICT = eqsel, JOIN = eqjoinsel);
+
+CREATE OPERATOR FAMILY integer_ops USING vhnsw;
+
+CREATE OPERATOR CLASS int2_ops DEFAULT FOR TYPE int2 USING vhnsw FAMILY integer_ops AS
+    OPERATOR 1 <,
+    OPERATOR 2 <=,
+    OPERATOR 3 =,
+    OPERATOR 4 >=,
+    OPERATOR 5 >,
+    OPERATOR 8 <@ (int2, int2[]);
+
+CREATE OPERATOR CLASS int4_ops DEFAULT FOR TYPE int4 USING vhnsw FAMILY integer_ops AS
+    OPERATOR 1 <,
+    OPERATOR 2 <=,
+    OPERATOR 3 =,
+    OPERATOR 4 >=,
+    OPERATOR 5 >,
+    OPERATOR 8 <@ (int4, int4[]);
+
+CREATE OPERATOR CLASS int8_ops DEFAULT FOR TYPE int8 USING vhnsw FAMILY integer_ops AS
+    OPERATOR 1 <,
+    OPERATOR 2 <=,
+    OPERATOR 3 =,
+    OPERATOR 4 >=,
+    OPERATOR 5 >,
+    OPERATOR 8 <@ (int8, int8[]);
+
+ALTER OPERATOR FAMILY integer_ops USING vhnsw ADD
+    OPERATOR 1 < (int2, int4),
+    OPERATOR 2 <= (int2, int4),
+    OPERATOR 3 = (int2, int4),
+    OPERATOR 4 >= (int2, int4),
+    OPERATOR 5 > (int2, int4),
+    OPERATOR 1 < (int2, int8),
+    OPERATOR 2 <= (int2, int8),
+    OPERATOR 3 = (int2, int8),
+    OPERATOR 4 >= (int2, int8),
+    OPERATOR 5 > (int2, int8),
+    OPERATOR 1 < (int4, int2),
+    OPERATOR 2 <= (int4, int2),
+    OPERATOR 3 = (int4, int2),
+    OPERATOR 4 >= (int4, int2),
+    OPERATOR 5 > (int4, int2),
+    OPERATOR 1 < (int4, int8),
+    OPERATOR 2 <= (int4, int8),
+    OPERATOR 3 = (int4, int8),
+    OPERATOR 4 >= (int4, int8),
+    OPERATOR 5 > (int4, int8),
+    OPERATOR 1 < (int8, int2),
+    OPERATOR 2 <= (int8, int2),
+    OPERATOR 3 = (int8, int2),
+    OPERATOR 4 >= (int8, int2),
+    OPERATOR 5 > (int8, int2),
+    OPERATOR 1 < (int8, int4),
+    OPERATOR 2 <= (int8, int4),
+    OPERATOR 3 = (int8, int4),
+    OPERATOR 4 >= (int8, int4),
+    OPERATOR 5 > (int8, int4);
+
+CREATE OPERATOR CLASS bool_ops DEFAULT FOR TYPE bool USING vhnsw AS
+    OPERATOR 3 =,
+    OPERATOR 8 <@ (bool, bool[]);
+
+CREATE OPERATOR CLASS text_ops DEFAULT FOR TYPE text USING vhnsw AS
+    OPERATOR 3 =,
+    OPERATOR 8 <@ (text, text[]);
+
+CREATE OPERATOR CLASS uuid_ops DEFAULT FOR TYPE uuid USING vhnsw AS
+    OPERATOR 3 =,
+    OPERATOR 8 <@ (uuid, uuid[]);
+
+CREATE OPERATOR CLASS int4_array_ops DEFAULT FOR TYPE int4[] USING vhnsw AS
+    OPERATOR 6 && (anyarray, anyarray),
+    OPERATOR 7 @> (anyarray, anyarray);
+
+CREATE OPERATOR CLASS int8_array_ops DEFAULT FOR TYPE int8[] USING vhnsw AS
+    OPERATOR 6 && (anyarray, anyarray),
+    OPERATOR 7 @> (anyarray, anyarray);
+
+CREATE OPERATOR CLASS text_array_ops DEFAULT FOR TYPE text[] USING vhnsw AS
+    OPERATOR 6 && (anyarray, anyarray),
+    OPERATOR 7 @> (anyarray, anyarray);
+
 CREATE FUNCTION vhnsw_check(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_check' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION vhnsw_check(regclass) IS 'problems of a vhnsw index (structure, and against its table), one per line; empty if none';

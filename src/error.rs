@@ -22,6 +22,8 @@ pub enum SqlState {
     InvalidParameterValue,
     /// 54000
     ProgramLimitExceeded,
+    /// 0A000
+    FeatureNotSupported,
     /// 42501
     InsufficientPrivilege,
     /// 42809
@@ -49,6 +51,7 @@ impl SqlState {
             SqlState::NullValueNotAllowed => "22004",
             SqlState::InvalidParameterValue => "22023",
             SqlState::ProgramLimitExceeded => "54000",
+            SqlState::FeatureNotSupported => "0A000",
             SqlState::InsufficientPrivilege => "42501",
             SqlState::WrongObjectType => "42809",
             SqlState::ReadOnlySqlTransaction => "25006",
@@ -92,6 +95,10 @@ impl SqlError {
 
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
         Self::new(SqlState::InvalidParameterValue, message)
+    }
+
+    pub fn feature(message: impl Into<String>) -> Self {
+        Self::new(SqlState::FeatureNotSupported, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

@@ -13,6 +13,7 @@
 //! not fit, the graph built so far is written out (with a NOTICE), and
 //! the remaining rows are inserted into the on-disk graph one at a time.
 
+use super::columns::Columns;
 use super::options::index_options;
 use super::utils::tid_of;
 use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare};
@@ -74,10 +75,14 @@ struct BuildState {
     extra_tids: HashMap<NodeId, Vec<Tid>>,
     /// Nodes by hash of their vector, to find identical vectors.
     by_hash: HashMap<u64, Vec<NodeId>>,
+    /// The filter columns of a composite index.
+    columns: Columns,
+    /// Filter words of the in-memory nodes, `columns.words_len()` each.
+    words: Vec<u64>,
     /// After a flush: the on-disk graph the remaining rows go into.
     disk: Option<GraphWriter>,
     /// Rows waiting to go into `disk`, inserted in shuffled batches.
-    backlog: Vec<(Point, Tid)>,
+    backlog: Vec<(Point, Vec<u64>, Tid)>,
     search: LayerSearch,
     index_tuples: f64,
     /// Per-row scratch memory (detoasted values).
@@ -95,18 +100,22 @@ impl BuildState {
 
     fn used_bytes(&self) -> usize {
         let nodes = self.graph.as_ref().map_or(0, MemoryGraph::len);
-        // graph arrays + first TID + hash entry
-        nodes * (MemoryGraph::bytes_per_node(self.dims, self.m) + 6 + 40)
+        // graph arrays + first TID + hash entry + filter words
+        nodes
+            * (MemoryGraph::bytes_per_node(self.dims, self.m)
+                + 6
+                + 40
+                + 8 * self.columns.words_len())
     }
 
-    fn add(&mut self, point: Point, tid: Tid) -> SqlResult<()> {
+    fn add(&mut self, point: Point, words: Vec<u64>, tid: Tid) -> SqlResult<()> {
         if self.disk.is_some() {
             if self.backlog.try_reserve(1).is_err() {
                 // Memory ran out below maintenance_work_mem: insert what
                 // waits, which frees it.
                 self.drain_backlog()?;
             }
-            self.backlog.push((point, tid));
+            self.backlog.push((point, words, tid));
             if self.backlog.len() * (4 * self.dims + 64) > self.budget {
                 self.drain_backlog()?;
             }
@@ -118,10 +127,12 @@ impl BuildState {
         }
         let used = self.used_bytes();
         let graph = self.graph.as_mut().expect("created above");
+        let w = words.len();
+        let node_words = |n: NodeId| &self.words[n as usize * w..(n as usize + 1) * w];
         if let Some(nodes) = self.by_hash.get(&hash) {
             if let Some(&node) = nodes
                 .iter()
-                .find(|&&n| graph.vector(n) == point.vec.as_slice())
+                .find(|&&n| graph.vector(n) == point.vec.as_slice() && node_words(n) == words)
             {
                 self.extra_tids.entry(node).or_default().push(tid);
                 return Ok(());
@@ -139,7 +150,7 @@ impl BuildState {
                 "The rest are inserted one at a time, which is slower. Increase maintenance_work_mem to build faster."
             );
             self.flush()?;
-            return self.add(point, tid);
+            return self.add(point, words, tid);
         }
         // maintenance_work_mem is any role's to set: running out of memory
         // below it is an ERROR, as palloc's would be, not an abort.
@@ -153,8 +164,10 @@ impl BuildState {
         };
         self.first_tid.try_reserve(1).map_err(out_of_memory)?;
         self.by_hash.try_reserve(1).map_err(out_of_memory)?;
+        self.words.try_reserve(w).map_err(out_of_memory)?;
         let node = graph.try_push(&point).map_err(out_of_memory)?;
         self.first_tid.push(tid);
+        self.words.extend_from_slice(&words);
         self.by_hash.entry(hash).or_default().push(node);
         Ok(())
     }
@@ -168,8 +181,8 @@ impl BuildState {
         let order =
             vdb_core::hnsw::memory::permutation(self.backlog.len(), self.backlog.len() as u64);
         for i in order {
-            let (point, tid) = &self.backlog[i as usize];
-            disk.insert_point(&mut self.search, point, *tid, None)?;
+            let (point, words, tid) = &self.backlog[i as usize];
+            disk.insert_point(&mut self.search, point, words, *tid, None)?;
         }
         self.backlog.clear();
         Ok(())
@@ -188,11 +201,13 @@ impl BuildState {
             &graph,
             &self.first_tid,
             &self.extra_tids,
+            (&self.columns, &self.words),
             self.metric,
             self.ef_construction,
             self.code_bits,
         );
         self.first_tid = Vec::new();
+        self.words = Vec::new();
         self.extra_tids = HashMap::new();
         self.by_hash = HashMap::new();
         self.disk = Some(GraphWriter::open(GraphLock::acquire(self.index))?);
@@ -218,7 +233,7 @@ unsafe extern "C-unwind" fn build_callback(
     state: *mut std::ffi::c_void,
 ) {
     // SAFETY: state is the BuildState ambuild passed to the scan; values,
-    // isnull and tid describe one row of a single-column index.
+    // isnull and tid describe one row, a value per index column.
     unsafe {
         let state = &mut *state.cast::<BuildState>();
         if *isnull {
@@ -238,7 +253,8 @@ unsafe extern "C-unwind" fn build_callback(
             }
             check_dims(state.dims, raw.len())?;
             state.index_tuples += 1.0;
-            state.add(point, tid_of(&*tid))
+            let words = state.columns.words(values, isnull);
+            state.add(point, words, tid_of(&*tid))
         })();
         pg_sys::MemoryContextSwitchTo(old);
         pg_sys::MemoryContextReset(state.row_context);
@@ -259,6 +275,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         or_raise::<()>(Err(SqlError::internal("index already contains data")));
     }
     let options = index_options(index_rel);
+    let columns = or_raise(Columns::of(index_rel));
     let metric = or_raise(opclass_metric(index_rel));
     // SAFETY: maintenance_work_mem is a plain GUC variable (in kB).
     let budget = unsafe { pg_sys::maintenance_work_mem } as usize * 1024;
@@ -284,6 +301,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         first_tid: Vec::new(),
         extra_tids: HashMap::new(),
         by_hash: HashMap::new(),
+        columns,
+        words: Vec::new(),
         disk: None,
         backlog: Vec::new(),
         search: LayerSearch::new(),
@@ -331,6 +350,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     // SAFETY: Postgres keeps the index open for the call.
     let index_rel = unsafe { Index::new(index) };
     let options = index_options(index_rel);
+    let columns = or_raise(Columns::of(index_rel));
     let metric = or_raise(opclass_metric(index_rel));
     let mut meta = new_meta(
         column_dims(index_rel).unwrap_or(0),
@@ -338,6 +358,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         options.m,
         options.ef_construction,
         options.code_bits,
+        &columns.codes(),
     );
     meta.node_extent_count = 1;
     meta.upper_extent_count = 1;
@@ -475,12 +496,21 @@ fn write_index(
     graph: &MemoryGraph,
     first_tid: &[Tid],
     extra_tids: &HashMap<NodeId, Vec<Tid>>,
+    (columns, words): (&Columns, &[u64]),
     metric: Metric,
     ef_construction: usize,
     code_bits: u8,
 ) {
     let params = graph.params();
-    let mut meta = new_meta(graph.dims(), metric, params.m, ef_construction, code_bits);
+    let mut meta = new_meta(
+        graph.dims(),
+        metric,
+        params.m,
+        ef_construction,
+        code_bits,
+        &columns.codes(),
+    );
+    let words_per_node = columns.words_len();
     let g = Geometry::from_meta(&meta);
     let quantizer = crate::storage::layout::quantizer(&meta);
     let mut w = BulkWriter::new(index);
@@ -573,6 +603,7 @@ fn write_index(
                 vec: graph.vector(old).to_vec(),
                 aux: graph.aux(old),
             },
+            &words[old as usize * words_per_node..(old as usize + 1) * words_per_node],
             &tids,
             graph.level(old),
             upper_first[new as usize],

@@ -306,9 +306,9 @@ fn table_problems(
     }
     if graph.dims() != 0 {
         let mut seen = HashSet::new();
-        pending::for_each(index, graph.dims(), |at, tid, _, _, flags| {
-            if pending::is_live(flags) && seen.insert(at) {
-                *count.entry(tid).or_default() += 1;
+        pending::for_each(index, graph.shape(), |row| {
+            if pending::is_live(row.flags) && seen.insert(row.at) {
+                *count.entry(row.tid).or_default() += 1;
             }
         })?;
     }
@@ -489,7 +489,7 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
     let pending = if graph.dims() == 0 {
         0
     } else {
-        pending::live_count(index, graph.dims())?
+        pending::live_count(index, graph.shape())?
     };
     let pages = crate::storage::buffer::block_count(index);
     let free_overflow = graph.overflow_chain(meta.free_overflow, NO_NODE)?.len();

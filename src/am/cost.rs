@@ -2,6 +2,12 @@
 //!
 //! Only for `ORDER BY <distance operator>` or a distance range
 //! (`WHERE embedding <<->> sphere(q, r)`): any other use is priced out.
+//! Conditions on the filter columns of a composite index make a search
+//! longer: a walk expands about `1 / s` times the nodes for a filter
+//! passing a share `s` of the rows, and an exact pass over the passing
+//! nodes caps that (see `scan::prefer_exact_pass`); so a filter passing
+//! few rows prices the index above a B-tree on the filter column plus a
+//! sort, when there is one.
 //! A search examines roughly `ef_search · 2m` entries on level 0 plus a few
 //! per upper level; its start-up cost is that fraction of a full index
 //! scan, so `ORDER BY ... LIMIT k` on a large table uses the index, while a
@@ -22,7 +28,8 @@ unsafe fn has_range(path: *mut pg_sys::IndexPath) -> bool {
     unsafe {
         let info = &*(*path).indexinfo;
         let clauses = PgList::<pg_sys::IndexClause>::from_pg((*path).indexclauses);
-        let found = clauses.iter_ptr().any(|c| {
+        // Only the vector column's: strategy 3 is `=` on a filter column.
+        let found = clauses.iter_ptr().filter(|&c| (*c).indexcol == 0).any(|c| {
             let clause = (*(*c).rinfo).clause.cast::<pg_sys::Node>();
             if !pgrx::is_a(clause, pg_sys::NodeTag::T_OpExpr) {
                 return false;
@@ -68,19 +75,52 @@ pub unsafe extern "C-unwind" fn amcostestimate(
             *pages = 0.0;
             return;
         }
-        let mut costs = pg_sys::GenericCosts::default();
-        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
-
+        // The vector column's conditions price the scan as before; the
+        // filter columns' make it longer by their selectivity.
         let info = &*(*path).indexinfo;
+        let all = PgList::<pg_sys::IndexClause>::from_pg((*path).indexclauses);
+        let mut vector_clauses = PgList::<pg_sys::IndexClause>::new();
+        let mut filter_rinfos = PgList::<pg_sys::RestrictInfo>::new();
+        for c in all.iter_ptr() {
+            if (*c).indexcol == 0 {
+                vector_clauses.push(c);
+            } else {
+                filter_rinfos.push((*c).rinfo);
+            }
+        }
+        let filter_share = if filter_rinfos.is_empty() {
+            1.0
+        } else {
+            pg_sys::clauselist_selectivity(
+                root,
+                filter_rinfos.as_ptr(),
+                (*info.rel).relid as i32,
+                pg_sys::JoinType::JOIN_INNER,
+                std::ptr::null_mut(),
+            )
+            .clamp(1e-9, 1.0)
+        };
+        let mut vector_path = *path;
+        vector_path.indexclauses = vector_clauses.as_ptr();
+        let mut costs = pg_sys::GenericCosts::default();
+        pg_sys::genericcostestimate(root, &mut vector_path, loop_count, &mut costs);
+
         let index = pg_sys::index_open(info.indexoid, pg_sys::NoLock as i32);
         let m = index_options(crate::storage::Index::new(index)).m;
         pg_sys::index_close(index, pg_sys::NoLock as i32);
 
         let tuples = info.tuples.max(1.0);
-        let ratio = (expected_visits(tuples, m, ef_search()) / tuples).min(1.0);
+        let walk = (expected_visits(tuples, m, ef_search()) / filter_share).min(tuples);
+        let pass = f64::from(info.pages) / 3.0 + filter_share * tuples;
+        let visits = if filter_share < 1.0 {
+            walk.min(pass)
+        } else {
+            walk
+        };
+        let ratio = (visits / tuples).min(1.0);
         *startup = costs.indexTotalCost * ratio;
         *total = costs.indexTotalCost;
-        *selectivity = costs.indexSelectivity;
+        *selectivity = costs.indexSelectivity * filter_share;
         *correlation = costs.indexCorrelation;
         *pages = costs.numIndexPages;
     }

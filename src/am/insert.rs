@@ -7,13 +7,14 @@
 //! `vhnsw.pending_list_hard_limit` the inserting backend merges a batch
 //! itself before returning (back-pressure: nothing is ever dropped).
 
+use super::columns::Columns;
 use super::merge::{merge_batch, LockMode};
 use super::options::{merge_batch_size, pending_hard_limit};
 use super::utils::{check_dims, or_raise, prepare, tid_of};
 use super::worker;
 use crate::error::SqlResult;
 use crate::fmgr::detoast_vector;
-use crate::storage::layout::{pending_per_page, Tid};
+use crate::storage::layout::{EntryShape, Tid};
 use crate::storage::meta::read_meta;
 use crate::storage::pending;
 use crate::storage::writer::{GraphLock, GraphWriter};
@@ -34,8 +35,8 @@ pub unsafe extern "C-unwind" fn aminsert(
     _index_unchanged: bool,
     _index_info: *mut pg_sys::IndexInfo,
 ) -> bool {
-    // SAFETY: Postgres passes one value/isnull pair (single-column index)
-    // and a valid heap TID, and keeps the index open for the call.
+    // SAFETY: Postgres passes a value/isnull pair per index column and a
+    // valid heap TID, and keeps the index open for the call.
     let (value, null, tid, index) =
         unsafe { (*values, *isnull, tid_of(&*heap_tid), Index::new(index)) };
     if null {
@@ -43,18 +44,25 @@ pub unsafe extern "C-unwind" fn aminsert(
     }
     // SAFETY: a non-null value of the indexed vector column.
     let raw = or_raise(unsafe { detoast_vector(value) });
-    or_raise(insert(index, raw, tid));
+    let columns = or_raise(Columns::of(index));
+    // SAFETY: as above, one value per column of the index's types.
+    let words = unsafe { columns.words(values, isnull) };
+    or_raise(insert(index, raw, &words, tid));
     false
 }
 
-fn insert(index: Index, raw: &[f32], tid: Tid) -> SqlResult<()> {
+fn insert(index: Index, raw: &[f32], words: &[u64], tid: Tid) -> SqlResult<()> {
     let meta = read_meta(index)?;
     let metric = vdb_core::hnsw::Metric::from_code(meta.metric)
         .ok_or_else(|| crate::error::SqlError::internal("vhnsw metapage has an unknown metric"))?;
     let Some(point) = prepare(metric, raw)? else {
         return Ok(()); // not indexed (a zero vector under cosine)
     };
-    if meta.dims == 0 || pending_per_page(raw.len()) == 0 {
+    let shape = EntryShape {
+        dims: raw.len(),
+        ..EntryShape::of(&meta)
+    };
+    if meta.dims == 0 || shape.per_page() == 0 {
         // The first row of an index built empty fixes its dimensions; a
         // vector too wide for a pending page goes straight into the graph.
         let mut graph = GraphWriter::open(GraphLock::acquire(index))?;
@@ -62,10 +70,17 @@ fn insert(index: Index, raw: &[f32], tid: Tid) -> SqlResult<()> {
             graph.fix_dims(raw.len());
         }
         check_dims(graph.dims(), raw.len())?;
-        return graph.insert_point(&mut LayerSearch::new(), &point, tid, None);
+        return graph.insert_point(&mut LayerSearch::new(), &point, words, tid, None);
     }
     check_dims(meta.dims as usize, raw.len())?;
-    let appended = pending::append(index, &point, tid)?;
+    let appended = pending::append(
+        index,
+        pending::NewEntry {
+            point: &point,
+            tid,
+            words,
+        },
+    )?;
     if appended.estimate >= pending_hard_limit() {
         // Back-pressure: this backend merges a batch before returning.
         merge_batch(index, merge_batch_size(), LockMode::Wait)?;

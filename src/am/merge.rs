@@ -14,6 +14,7 @@
 use super::utils::Needs;
 use crate::error::SqlResult;
 use crate::fmgr::{pg_fn, Args};
+use crate::storage::layout::EntryShape;
 use crate::storage::meta::read_meta;
 use crate::storage::pending;
 use crate::storage::writer::{GraphLock, GraphWriter};
@@ -65,7 +66,7 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
 /// One batch: up to `max` entries drawn from the whole list, inserted in
 /// random order; fully merged head pages recycled.
 fn merge_into(graph: &mut GraphWriter, index: Index, max: usize) -> SqlResult<usize> {
-    let items = pending::collect(index, graph.dims(), max, u64::from(graph.node_count()))?;
+    let items = pending::collect(index, graph.shape(), max, u64::from(graph.node_count()))?;
     let mut search = LayerSearch::new();
     let order = permutation(items.len(), graph.node_count().into());
     for (done, i) in order.into_iter().enumerate() {
@@ -73,7 +74,13 @@ fn merge_into(graph: &mut GraphWriter, index: Index, max: usize) -> SqlResult<us
             pgrx::check_for_interrupts!();
         }
         let item = &items[i as usize];
-        graph.insert_point(&mut search, &item.point, item.tid, Some(item.at))?;
+        graph.insert_point(
+            &mut search,
+            &item.point,
+            &item.words,
+            item.tid,
+            Some(item.at),
+        )?;
         crate::failpoint::hit("merge_after_insert");
     }
     pending::add_done(index, items.len());
@@ -90,7 +97,7 @@ fn merge_into(graph: &mut GraphWriter, index: Index, max: usize) -> SqlResult<us
 /// (back-pressure), so under heavy inserts it would hardly advance.
 pub fn merge_all(index: Index, batch: usize) -> SqlResult<usize> {
     let meta = read_meta(index)?;
-    let target = pending::live_count(index, meta.dims as usize)?;
+    let target = pending::live_count(index, EntryShape::of(&meta))?;
     if target == 0 {
         return Ok(0);
     }

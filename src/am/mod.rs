@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod check;
+pub mod columns;
 pub mod cost;
 pub mod insert;
 pub mod merge;
@@ -31,9 +32,9 @@ pg_fn! {
         am.amcanorderbyop = true;
         am.amcanbackward = false;
         am.amcanunique = false;
-        am.amcanmulticol = false;
+        am.amcanmulticol = true;
         am.amoptionalkey = true;
-        am.amsearcharray = false;
+        am.amsearcharray = true;
         am.amsearchnulls = false;
         am.amstorage = false;
         am.amclusterable = false;

@@ -16,14 +16,16 @@
 //! range on each row, so rounding in the index's distances (f32, and a
 //! monotone transform of the SQL distance) never decides a row.
 
+use super::columns::Columns;
 use super::options::{ef_search, hinted_ef_search, iterative, max_scan_tuples};
 use super::utils::or_raise;
 use super::validate::{HINT_STRATEGY, RANGE_STRATEGY};
 use crate::distance::sphere::read_sphere;
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
+use crate::storage::filter::Filter;
 use crate::storage::graph::PageGraph;
-use crate::storage::layout::{Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
+use crate::storage::layout::{EntryShape, Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
 use crate::storage::meta::{params_of, read_meta};
 use crate::storage::writer::ScanLock;
 use crate::storage::{pending, Index};
@@ -60,8 +62,11 @@ struct ScanState {
 const LATER_MARGIN: f32 = 0.0;
 
 /// The graph walk of one scan: on codes when the index has them (a hop
-/// reads one page), else measuring every neighbour.
+/// reads one page), else measuring every neighbour; or, for a filter that
+/// few nodes pass, an exact pass over those nodes.
 enum Walk {
+    /// Every node passing the filter at its exact distance, farthest first.
+    Exact(Vec<Candidate>),
     Plain(OrderedScan),
     Coded {
         scan: CodedScan,
@@ -76,6 +81,7 @@ enum Walk {
 impl Walk {
     fn next(&mut self, graph: &PageGraph, query: &Point, limit: usize) -> Option<Candidate> {
         match self {
+            Walk::Exact(found) => found.pop(),
             Walk::Plain(scan) => scan.next(graph, query, limit),
             Walk::Coded {
                 scan,
@@ -123,8 +129,15 @@ struct Search {
 
 impl Search {
     /// A search for `raw`; `radii` are the SQL radii of the distance
-    /// ranges centered on `raw` (the scan ends past the smallest).
-    fn start(index: Index, raw: &[f32], ef_search: usize, radii: &[f64]) -> SqlResult<Search> {
+    /// ranges centered on `raw` (the scan ends past the smallest); only
+    /// rows passing `filter` (conditions on filter columns) are results.
+    fn start(
+        index: Index,
+        raw: &[f32],
+        ef_search: usize,
+        radii: &[f64],
+        filter: Option<Filter>,
+    ) -> SqlResult<Search> {
         let meta = read_meta(index)?;
         let dims = meta.dims as usize;
         if dims != 0 && dims != raw.len() {
@@ -158,20 +171,30 @@ impl Search {
         let mut pending = Vec::new();
         if dims != 0 {
             let mut seen = HashSet::new();
-            pending::for_each(index, dims, |_, tid, vec, aux, flags| {
-                if pending::is_live(flags) && seen.insert(tid) {
-                    pending.push((metric.distance(&query.vec, query.aux, vec, aux), tid));
+            let mut words = Vec::new();
+            pending::for_each(index, EntryShape::of(&meta), |row| {
+                if !pending::is_live(row.flags) || !seen.insert(row.tid) {
+                    return;
                 }
+                if let Some(f) = &filter {
+                    row.words_into(&mut words);
+                    if !f.matches(&words) {
+                        return;
+                    }
+                }
+                let distance = metric.distance(&query.vec, query.aux, row.vec, row.aux);
+                pending.push((distance, row.tid));
             })?;
         }
         crate::failpoint::hit("scan_between_reads");
-        let graph = PageGraph::open(index)?;
+        let mut graph = PageGraph::open(index)?;
+        graph.filter = filter;
         // A node still being linked (its insert in progress, or cut short
         // by a crash) may have no incoming link yet: measure it directly.
         let linking = graph.meta.linking;
         if linking != NO_NODE && linking < graph.node_count() {
-            let header = graph.header(linking);
-            if header.flags & NODE_IN_USE != 0 && header.flags & NODE_DELETED == 0 {
+            let (header, passes) = graph.read_slot(linking, |slot, h| (*h, graph.passes(slot)));
+            if header.flags & NODE_IN_USE != 0 && header.flags & NODE_DELETED == 0 && passes {
                 let distance = graph.distance(&query, linking);
                 for tid in graph.tids(linking).tids {
                     pending.push((distance, tid));
@@ -180,6 +203,11 @@ impl Search {
         }
         pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let scan = match &graph.quantizer {
+            _ if graph.filter.is_some() && prefer_exact_pass(&graph, ef_search) => {
+                let mut found = graph.exact_pass(&query);
+                found.sort_unstable_by(|a, b| b.cmp(a));
+                Walk::Exact(found)
+            }
             Some(q) if !zero => Walk::Coded {
                 scan: CodedScan::new(ef_search),
                 query: q.query(&query.vec),
@@ -209,10 +237,19 @@ impl Search {
         })
     }
 
-    /// The next graph result whose slot still holds what was measured.
+    /// The next graph result whose slot still holds what was measured
+    /// (and passes the filter: a slot VACUUM freed and reused since may
+    /// hold the same vector with other values).
     fn read_graph(&mut self) -> Option<(f32, Vec<Tid>)> {
         loop {
             let c = self.scan.next(&self.graph, &self.query, self.limit)?;
+            if self.graph.filter.is_some()
+                && !self
+                    .graph
+                    .read_slot(c.node, |slot, _| self.graph.passes(slot))
+            {
+                continue;
+            }
             if let Some(node) = self.graph.tids_if_unchanged(&self.query, c) {
                 if !node.deleted && !node.tids.is_empty() {
                     return Some((c.distance, node.tids));
@@ -267,6 +304,42 @@ impl Search {
             }
         }
     }
+}
+
+/// Node slots sampled to estimate how many nodes pass a filter.
+const SAMPLE_MAX: u32 = 512;
+/// Passing samples after which the estimate is good enough.
+const SAMPLE_HITS: u32 = 16;
+
+/// Whether an exact pass over the nodes that pass the graph's filter is
+/// cheaper than a walk. A walk expands about `ef / s` nodes for a filter
+/// passing a share `s` of them (it stops once `ef` results are found); an
+/// exact pass visits every page of the node region, but only measures
+/// the nodes that pass. The share is estimated from a sample of slots.
+fn prefer_exact_pass(graph: &PageGraph, ef: usize) -> bool {
+    let n = graph.node_count();
+    if n == 0 {
+        return false;
+    }
+    let step = (n / SAMPLE_MAX.min(n)).max(1);
+    let (mut seen, mut hits) = (0u32, 0u32);
+    let mut node = step / 2;
+    while node < n && seen < SAMPLE_MAX && hits < SAMPLE_HITS {
+        let passes = graph.read_slot(node, |slot, h| {
+            h.flags & NODE_IN_USE != 0 && h.flags & NODE_DELETED == 0 && graph.passes(slot)
+        });
+        hits += u32::from(passes);
+        seen += 1;
+        node += step;
+    }
+    let share = (f64::from(hits) + 0.5) / f64::from(seen + 1);
+    let n = f64::from(n);
+    // In units of one expanded node (a page, an exact distance and a
+    // list of estimates); a page of the pass costs about a third of that.
+    let walk = (ef as f64 / share).min(n);
+    let per_page = graph.geometry.nodes_per_page.max(1) as f64;
+    let pass = n / per_page / 3.0 + share * n;
+    pass < walk
 }
 
 fn state(scan: pg_sys::IndexScanDesc) -> &'static mut ScanState {
@@ -334,9 +407,11 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     (*scan).numberOfKeys.max(0) as usize,
                 ),
             };
+            let index = Index::new((*scan).indexRelation);
             let mut ef = ef_search();
             let mut ranges = Vec::new();
-            for key in keys {
+            // Conditions on the vector column (the rest are on filter columns).
+            for key in keys.iter().filter(|k| k.sk_attno == 1) {
                 if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
                     return false; // `<^> NULL`, `<<->> NULL` are never true
                 }
@@ -369,13 +444,17 @@ pub unsafe extern "C-unwind" fn amgettuple(
                 .filter(|r| r.center == raw)
                 .map(|r| r.radius)
                 .collect();
-            st.recheck = !ranges.is_empty();
+            let (filter, filter_recheck) = or_raise(Columns::of(index)).filter(keys);
+            if filter.never() {
+                return false;
+            }
+            let filter = (!filter.conditions.is_empty()).then_some(filter);
+            st.recheck = !ranges.is_empty() || filter_recheck;
             st.budget = (!iterative()).then_some(ef);
-            let index = Index::new((*scan).indexRelation);
             // The metapage snapshot and the first search round, while
             // VACUUM frees no slot.
             let _freeing = ScanLock::share(index);
-            let mut search = or_raise(Search::start(index, raw, ef, &radii));
+            let mut search = or_raise(Search::start(index, raw, ef, &radii, filter));
             crate::failpoint::hit("scan_first_round");
             search.prime();
             st.search = Some(search);

@@ -48,7 +48,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let (mut removed, mut kept) = (0f64, 0f64);
     if graph.dims() != 0 {
         // SAFETY: the callback VACUUM gave us, with its state.
-        let (gone, live) = or_raise(pending::bulk_delete(index, graph.dims(), |t| unsafe {
+        let (gone, live) = or_raise(pending::bulk_delete(index, graph.shape(), |t| unsafe {
             is_dead(&mut item_pointer(t), callback_state)
         }));
         removed += gone as f64;

@@ -1,7 +1,10 @@
-//! `amvalidate`: checks an operator class against what vhnsw understands:
-//! ORDER BY operators with strategy 1, the search hint `<^>` with
-//! strategy 2, distance ranges (`<<->>` …) with strategy 3, and support
-//! function 1.
+//! `amvalidate`: checks an operator class against what vhnsw understands.
+//! A vector family: ORDER BY operators with strategy 1, the search hint
+//! `<^>` with strategy 2, distance ranges (`<<->>` …) with strategy 3,
+//! and support function 1 (the metric). A filter family (the columns
+//! after the vector in a composite index): comparisons with B-tree's
+//! strategies 1–5, `&&` with 6, `@>` with 7, `<@` (in an array) with 8,
+//! and no support function.
 
 use pgrx::pg_sys;
 
@@ -48,6 +51,17 @@ pub const HINT_STRATEGY: i16 = 2;
 /// A distance range (`<<->>` and its kin), in `WHERE`.
 pub const RANGE_STRATEGY: i16 = 3;
 
+/// Filter columns: `<`, `<=`, `=`, `>=`, `>` (B-tree's numbers), `&&`,
+/// `@>`, and `<@` (a value in an array).
+pub const FILTER_LT: i16 = 1;
+pub const FILTER_LE: i16 = 2;
+pub const FILTER_EQ: i16 = 3;
+pub const FILTER_GE: i16 = 4;
+pub const FILTER_GT: i16 = 5;
+pub const FILTER_OVERLAPS: i16 = 6;
+pub const FILTER_CONTAINS: i16 = 7;
+pub const FILTER_MEMBER: i16 = 8;
+
 fn warn(message: String) {
     pgrx::ereport!(
         INFO,
@@ -76,12 +90,22 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         pg_sys::ReleaseSysCache(tuple);
 
         let mut ok = true;
+        let mut vector_family = false;
+        for_each_row::<pg_sys::FormData_pg_amproc>(
+            pg_sys::SysCacheIdentifier::AMPROCNUM,
+            family,
+            |proc| vector_family |= proc.amprocnum == 1,
+        );
         for_each_row::<pg_sys::FormData_pg_amop>(
             pg_sys::SysCacheIdentifier::AMOPSTRATEGY,
             family,
             |op| {
                 let purpose = |p: u8| op.amoppurpose == p as std::ffi::c_char;
                 let known = match op.amopstrategy {
+                    _ if !vector_family => {
+                        (FILTER_LT..=FILTER_MEMBER).contains(&op.amopstrategy)
+                            && purpose(pg_sys::AMOP_SEARCH)
+                    }
                     ORDER_BY_STRATEGY => purpose(pg_sys::AMOP_ORDER),
                     HINT_STRATEGY | RANGE_STRATEGY => purpose(pg_sys::AMOP_SEARCH),
                     _ => false,
@@ -97,14 +121,11 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 }
             },
         );
-        let mut has_support = false;
         for_each_row::<pg_sys::FormData_pg_amproc>(
             pg_sys::SysCacheIdentifier::AMPROCNUM,
             family,
             |proc| {
-                if proc.amprocnum == 1 {
-                    has_support = true;
-                } else {
+                if proc.amprocnum != 1 {
                     warn(format!(
                         "vhnsw operator family {} has unknown support function {}",
                         family.to_u32(),
@@ -114,12 +135,6 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 }
             },
         );
-        if !has_support {
-            warn(format!(
-                "vhnsw operator family {} lacks support function 1",
-                family.to_u32()
-            ));
-        }
-        ok && has_support
+        ok
     }
 }

@@ -209,7 +209,9 @@ fn withdraw_request(index_oid: pg_sys::Oid) -> Step {
 
 fn pending_now(index_oid: pg_sys::Oid) -> Step {
     with_open_index(index_oid, |index| {
-        let live = read_meta(index).and_then(|meta| pending::live_count(index, meta.dims as usize));
+        let live = read_meta(index).and_then(|meta| {
+            pending::live_count(index, crate::storage::layout::EntryShape::of(&meta))
+        });
         match live {
             Ok(0) => Step::Empty,
             Ok(n) => Step::More(n),

@@ -9,6 +9,8 @@
 //! goes through the graph writer (`writer.rs`).
 
 use super::buffer::{Block, PageRead, Pinned};
+use super::filter::{read_words, write_words, Filter};
+use super::layout::EntryShape;
 use super::layout::{
     self, extent_of, Geometry, Meta, NodeHeader, OverflowHeader, Tid, INLINE_TIDS, INVALID_BLOCK,
     NODE_DELETED, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
@@ -20,7 +22,7 @@ use std::cell::RefCell;
 
 use vdb_core::hnsw::cache::VectorCache;
 use vdb_core::hnsw::coded::CodedStore;
-use vdb_core::hnsw::{Entry, GraphStore, NodeId, Params, Point};
+use vdb_core::hnsw::{Candidate, Entry, GraphStore, NodeId, Params, Point};
 use vdb_core::quant::{self, Quantizer};
 
 /// Longest chain of overflow pages a node can have (each holds
@@ -47,6 +49,9 @@ pub struct PageGraph {
     pub(super) cache: Option<RefCell<VectorCache>>,
     /// The codes' quantizer, if level-0 lists carry codes.
     pub quantizer: Option<Quantizer>,
+    /// A scan's conditions on filter columns: a node that fails them is
+    /// walked through but is not a result (see `expand`).
+    pub filter: Option<Filter>,
 }
 
 impl PageGraph {
@@ -60,7 +65,92 @@ impl PageGraph {
             quantizer: layout::quantizer(&meta),
             meta,
             cache: None,
+            filter: None,
         })
+    }
+
+    /// The shape of this index's pending entries.
+    pub fn shape(&self) -> EntryShape {
+        EntryShape::of(&self.meta)
+    }
+
+    /// `node`'s filter words (NULL flags first; empty without filters).
+    pub fn words(&self, node: NodeId) -> Vec<u64> {
+        let g = self.geometry;
+        self.with_slot(node, |slot, _| {
+            read_words(slot, g.filter_offset(), g.filter_words).collect()
+        })
+    }
+
+    /// Whether `node`'s slot passes the scan's filter (always, without one).
+    pub fn passes(&self, slot: &[u8]) -> bool {
+        match &self.filter {
+            None => true,
+            Some(f) => {
+                let g = self.geometry;
+                let mut words = [0u64; layout::MAX_FILTER_COLS + 1];
+                for (w, v) in
+                    words
+                        .iter_mut()
+                        .zip(read_words(slot, g.filter_offset(), g.filter_words))
+                {
+                    *w = v;
+                }
+                f.matches(&words[..g.filter_words])
+            }
+        }
+    }
+
+    /// Every node of this snapshot in use, not deleted and passing the
+    /// filter, at its exact distance from `query`: the node region read
+    /// page by page.
+    pub fn exact_pass(&self, query: &Point) -> Vec<Candidate> {
+        let g = self.geometry;
+        let metric = self.params.metric;
+        let n = self.node_count();
+        let live = |h: &NodeHeader| h.flags & NODE_IN_USE != 0 && h.flags & NODE_DELETED == 0;
+        let mut found = Vec::new();
+        if g.nodes_per_page == 0 {
+            for node in 0..n {
+                if node % 64 == 0 {
+                    pgrx::check_for_interrupts!();
+                }
+                if self.with_slot(node, |slot, h| live(h) && self.passes(slot)) {
+                    found.push(Candidate {
+                        distance: self.distance(query, node),
+                        node,
+                    });
+                }
+            }
+            return found;
+        }
+        let per = g.nodes_per_page as u32;
+        for first in (0..n).step_by(per as usize) {
+            if (first / per) % 64 == 0 {
+                pgrx::check_for_interrupts!();
+            }
+            let (block, _) = self.node_location(first);
+            let page = PageRead::new(self.rel, block);
+            let payload = layout::payload(page.bytes());
+            for node in first..(first + per).min(n) {
+                let offset = (node - first) as usize * g.node_size;
+                let slot = &payload[offset..offset + g.node_size];
+                let h = layout::read::<NodeHeader>(slot, 0);
+                if live(h) && self.passes(slot) {
+                    let vec = layout::slice::<f32>(slot, g.vector_offset(), g.dims);
+                    found.push(Candidate {
+                        distance: metric.distance(&query.vec, query.aux, vec, h.aux),
+                        node,
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Runs `f` on the first page of `node`'s slot (share-locked).
+    pub fn read_slot<R>(&self, node: NodeId, f: impl FnOnce(&[u8], &NodeHeader) -> R) -> R {
+        self.with_slot(node, f)
     }
 
     pub fn rel(&self) -> Index {
@@ -278,6 +368,7 @@ pub fn code_list<'v>(
 pub fn encode_slot(
     g: &Geometry,
     point: &Point,
+    words: &[u64],
     tids: &[Tid],
     level: u8,
     upper_first: u32,
@@ -300,6 +391,7 @@ pub fn encode_slot(
     };
     header.tids[..inline].copy_from_slice(&tids[..inline]);
     *layout::read_mut::<NodeHeader>(&mut slot, 0) = header;
+    write_words(&mut slot, g.filter_offset(), &words[..g.filter_words]);
     layout::slice_mut::<u32>(&mut slot, g.neighbors_offset(), level0.len()).copy_from_slice(level0);
     debug_assert_eq!(codes.len(), level0.len() * g.code_entry);
     slot[g.codes_offset()..g.codes_offset() + codes.len()].copy_from_slice(codes);
@@ -496,7 +588,7 @@ impl CodedStore for PageGraph {
         node: NodeId,
         wanted: &mut dyn FnMut(NodeId) -> bool,
         out: &mut Vec<(NodeId, f32)>,
-    ) -> f32 {
+    ) -> (f32, bool) {
         let g = self.geometry;
         let metric = self.params.metric;
         let quantizer = self.quantizer();
@@ -506,8 +598,9 @@ impl CodedStore for PageGraph {
             let vec = layout::slice::<f32>(slot, g.vector_offset(), g.dims);
             let exact = metric.distance(&query.vec, query.aux, vec, h.aux);
             if h.flags & NODE_IN_USE == 0 {
-                return exact;
+                return (exact, false);
             }
+            let result = self.passes(slot);
             let center_sq = quant::center_sq(metric, exact, &query.vec, vec);
             let n = usize::from(h.n0).min(2 * g.m);
             let ids = layout::slice::<u32>(slot, g.neighbors_offset(), n);
@@ -521,7 +614,7 @@ impl CodedStore for PageGraph {
                     out.push((id, estimate));
                 }
             }
-            exact
+            (exact, result)
         })
     }
 }

@@ -11,13 +11,16 @@
 //! node page payload (nodes_per_page fixed-size slots, back to back):
 //!   [ slot 0 ][ slot 1 ] ... [ slot n-1 ]
 //!
-//! node slot (node_size = 32 + 8·m + 2·m·e + 4·dims bytes, rounded to 4):
+//! node slot (node_size = 32 + 8·w + 8·m + 2·m·e + 4·dims bytes, rounded to 4):
 //!   0  NodeHeader (32 B): flags, level, ntids, upper_first, overflow, n0, generation, aux, 2 inline TIDs
-//!  32  level-0 neighbours: [u32; 2·m]      (first n0 valid)
-//!  32 + 8m  their codes: [[u8; e]; 2·m]    (entry i codes neighbour i around this node's
+//!  32  filter words: [u64; w]              (composite indexes: w = filter columns + 1; word 0
+//!                                          flags NULL columns, word 1 + c is column c's value
+//!                                          as `storage::filter` encodes it; w = 0 without)
+//!  32 + 8w  level-0 neighbours: [u32; 2·m] (first n0 valid)
+//!  + 8m  their codes: [[u8; e]; 2·m]       (entry i codes neighbour i around this node's
 //!                                          vector: code_bits × code_coords bits, then
 //!                                          factors; e = 0 when the index has no codes)
-//!  32 + 8m + 2me  vector: [f32; dims]      (prepared: unit length under cosine)
+//!  + 2me  vector: [f32; dims]              (prepared: unit length under cosine)
 //!
 //! upper page payload: [ upper slot ]...   upper slot = u16 count, u16 pad, [u32; m]
 //!   a node of level L ≥ 1 owns the L consecutive upper slots upper_first .. upper_first+L-1
@@ -27,7 +30,8 @@
 //!
 //! pending page payload (the pending list, chained by PageOpaque.next):
 //!   PendingHeader (seq u32, count u16, done u16), then entries of
-//!   PendingEntry (flags u16, heap TID, aux f32) + prepared vector [f32; dims]
+//!   PendingEntry (flags u16, heap TID, aux f32) + filter words [u64; w] (unaligned)
+//!   + prepared vector [f32; dims]
 //! ```
 //!
 //! **Writes** go to the pending list first: `aminsert` appends an entry to
@@ -219,9 +223,27 @@ pub struct Meta {
     pub node_extents: [u32; NODE_EXTENTS],
     /// First block of each upper extent.
     pub upper_extents: [u32; UPPER_EXTENTS],
+    /// Filter columns of a composite index (the index's columns after the
+    /// vector); 0 for a vector-only index, whose pages are as before.
+    pub filter_cols: u8,
+    /// What each filter column holds (`storage::filter::Kind` codes).
+    pub filter_kinds: [u8; MAX_FILTER_COLS],
 }
 
 const _: () = assert!(std::mem::size_of::<Meta>() <= PAYLOAD);
+
+/// Most filter columns a composite index can have.
+pub const MAX_FILTER_COLS: usize = 7;
+
+/// Filter words per node (and pending entry) of an index with `cols`
+/// filter columns: a NULL bitmap, then a word per column.
+pub fn filter_words(cols: usize) -> usize {
+    if cols == 0 {
+        0
+    } else {
+        cols + 1
+    }
+}
 
 /// The fixed part of a node slot.
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
@@ -314,15 +336,41 @@ pub const PENDING_MERGED: u16 = 1;
 /// `PendingEntry::flags`: its heap row is gone (VACUUM).
 pub const PENDING_DEAD: u16 = 2;
 
-/// Bytes of one pending entry of `dims` dimensions.
-pub fn pending_entry_size(dims: usize) -> usize {
-    PENDING_ENTRY + 4 * dims
+/// The size of a pending entry: dimensions and filter words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryShape {
+    pub dims: usize,
+    pub words: usize,
 }
 
-/// Pending entries per page (0 when one does not fit: such vectors are
-/// inserted into the graph directly).
-pub fn pending_per_page(dims: usize) -> usize {
-    (PAYLOAD - PENDING_HEADER) / pending_entry_size(dims)
+impl EntryShape {
+    pub fn of(meta: &Meta) -> EntryShape {
+        EntryShape {
+            dims: meta.dims as usize,
+            words: filter_words(usize::from(meta.filter_cols)),
+        }
+    }
+
+    /// Bytes of one entry.
+    pub fn size(self) -> usize {
+        PENDING_ENTRY + 8 * self.words + 4 * self.dims
+    }
+
+    /// Entries per page (0 when one does not fit: such vectors are
+    /// inserted into the graph directly).
+    pub fn per_page(self) -> usize {
+        (PAYLOAD - PENDING_HEADER) / self.size()
+    }
+
+    /// Offset of the filter words in an entry.
+    pub fn words_offset(self) -> usize {
+        PENDING_ENTRY
+    }
+
+    /// Offset of the vector in an entry.
+    pub fn vector_offset(self) -> usize {
+        PENDING_ENTRY + 8 * self.words
+    }
 }
 
 /// `NodeHeader::flags`: the slot is on the free list (no other state
@@ -371,6 +419,8 @@ pub struct Geometry {
     pub m: usize,
     /// Bytes of one neighbour's code entry (0: no codes).
     pub code_entry: usize,
+    /// Filter words per slot (0: not a composite index).
+    pub filter_words: usize,
     pub node_size: usize,
     /// Slots per page, or 0 when a slot spans pages.
     pub nodes_per_page: usize,
@@ -389,7 +439,13 @@ impl Geometry {
     /// The geometry of an index whose level-0 entries carry `code_entry`
     /// bytes of code each.
     pub fn coded(dims: usize, m: usize, code_entry: usize) -> Geometry {
-        let node_size = (NODE_HEADER + 8 * m + 2 * m * code_entry + 4 * dims).next_multiple_of(4);
+        Geometry::with_filters(dims, m, code_entry, 0)
+    }
+
+    /// The geometry of a slot that also carries `filter_words` words.
+    pub fn with_filters(dims: usize, m: usize, code_entry: usize, filter_words: usize) -> Geometry {
+        let node_size = (NODE_HEADER + 8 * filter_words + 8 * m + 2 * m * code_entry + 4 * dims)
+            .next_multiple_of(4);
         let upper_size = 4 + 4 * m;
         let (nodes_per_page, pages_per_node) = if node_size <= PAYLOAD {
             (PAYLOAD / node_size, 1)
@@ -400,6 +456,7 @@ impl Geometry {
             dims,
             m,
             code_entry,
+            filter_words,
             node_size,
             nodes_per_page,
             pages_per_node,
@@ -409,17 +466,27 @@ impl Geometry {
     }
 
     pub fn from_meta(meta: &Meta) -> Geometry {
-        Geometry::coded(meta.dims as usize, usize::from(meta.m), code_entry(meta))
+        Geometry::with_filters(
+            meta.dims as usize,
+            usize::from(meta.m),
+            code_entry(meta),
+            filter_words(usize::from(meta.filter_cols)),
+        )
+    }
+
+    /// Byte offset of the filter words in a slot.
+    pub fn filter_offset(&self) -> usize {
+        NODE_HEADER
     }
 
     /// Byte offset of the level-0 list in a slot.
     pub fn neighbors_offset(&self) -> usize {
-        NODE_HEADER
+        NODE_HEADER + 8 * self.filter_words
     }
 
     /// Byte offset of the level-0 list's code entries in a slot.
     pub fn codes_offset(&self) -> usize {
-        NODE_HEADER + 8 * self.m
+        self.neighbors_offset() + 8 * self.m
     }
 
     /// Byte offset of the vector in a slot.
@@ -500,11 +567,11 @@ const MIN_CODED_DIMS: usize = 32;
 /// at 50 dimensions, 32 one-bit coordinates rank a hop's neighbours
 /// worse than no codes at all. Metrics codes cannot estimate (L1,
 /// Poincaré) and vectors too wide for a page keep plain lists.
-pub fn code_coords(dims: usize, m: usize, metric: Metric, bits: u8) -> u16 {
+pub fn code_coords(dims: usize, m: usize, metric: Metric, bits: u8, words: usize) -> u16 {
     if bits == 0 || dims < MIN_CODED_DIMS || !vdb_core::quant::codes_estimate(metric) {
         return 0;
     }
-    let plain = Geometry::new(dims, m);
+    let plain = Geometry::with_filters(dims, m, 0, words);
     if plain.nodes_per_page == 0 {
         return 0;
     }
@@ -516,7 +583,7 @@ pub fn code_coords(dims: usize, m: usize, metric: Metric, bits: u8) -> u16 {
     let coords = (bytes * per_byte).clamp(MIN_CODE_COORDS.min(padded), padded);
     let coords = coords / per_byte * per_byte;
     let entry = coords / per_byte + vdb_core::quant::factor_bytes(metric);
-    if Geometry::coded(dims, m, entry).nodes_per_page == 0 {
+    if Geometry::with_filters(dims, m, entry, words).nodes_per_page == 0 {
         return 0;
     }
     coords.min(usize::from(u16::MAX)) as u16
@@ -650,26 +717,26 @@ mod tests {
     #[test]
     fn codes_fill_the_room_of_a_third_of_the_nodes() {
         // GloVe-50: all 64 rotated coordinates; 128-d: the floor, all.
-        assert_eq!(code_coords(50, 16, Metric::Cosine, 1), 64);
-        assert_eq!(code_coords(128, 16, Metric::L2, 1), 128);
+        assert_eq!(code_coords(50, 16, Metric::Cosine, 1, 0), 64);
+        assert_eq!(code_coords(128, 16, Metric::L2, 1, 0), 128);
         // 384 dims: 4 plain nodes a page, 3 coded.
-        let c = code_coords(384, 16, Metric::Cosine, 1);
+        let c = code_coords(384, 16, Metric::Cosine, 1, 0);
         let g = Geometry::coded(384, 16, usize::from(c) / 8 + 8);
         assert_eq!((c, g.nodes_per_page), (192, 3));
         // 1,536 dims: one node a page either way, codes fill it.
-        let c = code_coords(1536, 16, Metric::L2, 1);
+        let c = code_coords(1536, 16, Metric::L2, 1, 0);
         let g = Geometry::coded(1536, 16, usize::from(c) / 8 + 8);
         assert_eq!(g.nodes_per_page, 1);
         assert!(c >= 384, "{c}");
         // Two bits a coordinate: as many bytes, but not below the floor.
-        assert_eq!(code_coords(384, 16, Metric::Cosine, 2), 128);
+        assert_eq!(code_coords(384, 16, Metric::Cosine, 2, 0), 128);
         // No codes where they cannot estimate, or a slot spans pages.
-        assert_eq!(code_coords(384, 16, Metric::L1, 1), 0);
-        assert_eq!(code_coords(4096, 16, Metric::L2, 1), 0);
-        assert_eq!(code_coords(384, 16, Metric::L2, 0), 0);
+        assert_eq!(code_coords(384, 16, Metric::L1, 1, 0), 0);
+        assert_eq!(code_coords(4096, 16, Metric::L2, 1, 0), 0);
+        assert_eq!(code_coords(384, 16, Metric::L2, 0, 0), 0);
         // Narrow vectors have no codes.
-        assert_eq!(code_coords(31, 16, Metric::L2, 1), 0);
-        assert_eq!(code_coords(32, 16, Metric::L2, 1), 32);
+        assert_eq!(code_coords(31, 16, Metric::L2, 1, 0), 0);
+        assert_eq!(code_coords(32, 16, Metric::L2, 1, 0), 32);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn new_meta(
     m: usize,
     ef_construction: usize,
     code_bits: u8,
+    filter_kinds: &[u8],
 ) -> Meta {
     let mut meta: Meta = bytemuck::Zeroable::zeroed();
     meta.magic = MAGIC;
@@ -40,6 +41,9 @@ pub fn new_meta(
     meta.linking = NO_NODE;
     meta.node_extents = [INVALID_BLOCK; NODE_EXTENTS];
     meta.upper_extents = [INVALID_BLOCK; UPPER_EXTENTS];
+    let cols = filter_kinds.len().min(layout::MAX_FILTER_COLS);
+    meta.filter_cols = cols as u8;
+    meta.filter_kinds[..cols].copy_from_slice(&filter_kinds[..cols]);
     set_dims(&mut meta, dims);
     meta
 }
@@ -50,7 +54,13 @@ pub fn new_meta(
 pub fn set_dims(meta: &mut Meta, dims: usize) {
     let m = usize::from(meta.m);
     meta.code_coords = match Metric::from_code(meta.metric) {
-        Some(metric) => layout::code_coords(dims, m, metric, meta.code_bits),
+        Some(metric) => layout::code_coords(
+            dims,
+            m,
+            metric,
+            meta.code_bits,
+            layout::filter_words(usize::from(meta.filter_cols)),
+        ),
         None => 0,
     };
     meta.dims = dims as u32;

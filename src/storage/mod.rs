@@ -6,6 +6,7 @@
 
 mod alloc;
 pub mod buffer;
+pub mod filter;
 pub mod graph;
 pub mod layout;
 pub mod meta;

@@ -7,11 +7,11 @@
 //! new page. Readers hold one share lock at a time.
 
 use super::buffer::{self, Block, PageRead, WalBatch};
+use super::filter::{read_words, write_words};
 use super::graph::chain_error;
 use super::layout::{
-    self, pending_entry_size, pending_per_page, Meta, PageKind, PendingEntry, PendingHeader, Tid,
-    INVALID_BLOCK, MERGE_REQUEST_SECS, META_BLOCK, PENDING_DEAD, PENDING_ENTRY, PENDING_HEADER,
-    PENDING_MERGED,
+    self, EntryShape, Meta, PageKind, PendingEntry, PendingHeader, Tid, INVALID_BLOCK,
+    MERGE_REQUEST_SECS, META_BLOCK, PENDING_DEAD, PENDING_HEADER, PENDING_MERGED,
 };
 use super::meta::{put_meta, read_meta};
 use super::Index;
@@ -37,6 +37,31 @@ pub struct Item {
     pub at: EntryRef,
     pub tid: Tid,
     pub point: Point,
+    /// Filter words (composite indexes; empty otherwise).
+    pub words: Vec<u64>,
+}
+
+/// One entry as [`for_each`] reads it, borrowed from its page.
+pub struct Row<'a> {
+    pub at: EntryRef,
+    pub tid: Tid,
+    pub vec: &'a [f32],
+    pub aux: f32,
+    pub flags: u16,
+    words: &'a [u8],
+}
+
+impl Row<'_> {
+    /// The entry's filter words (NULL flags first).
+    pub fn words(&self) -> Vec<u64> {
+        read_words(self.words, 0, self.words.len() / 8).collect()
+    }
+
+    /// Fills `out` with the filter words (no allocation once sized).
+    pub fn words_into(&self, out: &mut Vec<u64>) {
+        out.clear();
+        out.extend(read_words(self.words, 0, self.words.len() / 8));
+    }
 }
 
 /// What an append saw.
@@ -90,26 +115,40 @@ pub fn estimate(meta: &Meta) -> usize {
         return 0;
     }
     let pages = meta.next_pending_seq.wrapping_sub(meta.pending_head_seq) as usize;
-    (pages * pending_per_page(meta.dims as usize)).saturating_sub(meta.pending_done as usize)
+    (pages * EntryShape::of(meta).per_page()).saturating_sub(meta.pending_done as usize)
 }
 
-fn entry_offset(dims: usize, slot: usize) -> usize {
-    PENDING_HEADER + slot * pending_entry_size(dims)
+fn entry_offset(shape: EntryShape, slot: usize) -> usize {
+    PENDING_HEADER + slot * shape.size()
 }
 
-fn write_entry(payload: &mut [u8], dims: usize, slot: usize, point: &Point, tid: Tid) {
-    let at = entry_offset(dims, slot);
+/// What an append writes: the row's prepared point, TID and filter words.
+#[derive(Clone, Copy)]
+pub struct NewEntry<'a> {
+    pub point: &'a Point,
+    pub tid: Tid,
+    pub words: &'a [u64],
+}
+
+fn write_entry(payload: &mut [u8], shape: EntryShape, slot: usize, new: NewEntry<'_>) {
+    let at = entry_offset(shape, slot);
     *layout::read_mut::<PendingEntry>(payload, at) = PendingEntry {
         flags: 0,
-        tid,
-        aux: point.aux,
+        tid: new.tid,
+        aux: new.point.aux,
     };
-    layout::slice_mut::<f32>(payload, at + PENDING_ENTRY, dims).copy_from_slice(&point.vec);
+    write_words(
+        payload,
+        at + shape.words_offset(),
+        &new.words[..shape.words],
+    );
+    layout::slice_mut::<f32>(payload, at + shape.vector_offset(), shape.dims)
+        .copy_from_slice(&new.point.vec);
 }
 
 /// A fresh pending page in `batch` with sequence number `seq`, holding
-/// `point` as its first entry.
-fn start_page(batch: &mut WalBatch, block: Block, seq: u32, dims: usize, point: &Point, tid: Tid) {
+/// `new` as its first entry.
+fn start_page(batch: &mut WalBatch, block: Block, seq: u32, shape: EntryShape, new: NewEntry<'_>) {
     let i = batch.page(block, Some(PageKind::Pending));
     let page = batch.bytes_mut(i);
     let payload = layout::payload_mut(page);
@@ -118,7 +157,7 @@ fn start_page(batch: &mut WalBatch, block: Block, seq: u32, dims: usize, point: 
         count: 1,
         done: 0,
     };
-    write_entry(payload, dims, 0, point, tid);
+    write_entry(payload, shape, 0, new);
 }
 
 /// A page for a new tail: a recycled one, or a new one at the end of the
@@ -133,13 +172,18 @@ fn take_page(rel: Index, meta: &mut Meta) -> Block {
     }
 }
 
-/// Appends a prepared point for heap row `tid` to the list.
-pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
-    let dims = point.vec.len();
-    let per_page = pending_per_page(dims);
+/// Appends a prepared point for a heap row to the list.
+pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
     for _ in 0..MAX_RESTARTS {
         pgrx::check_for_interrupts!();
         let meta = read_meta(rel)?;
+        let shape = EntryShape::of(&meta);
+        if shape.dims != new.point.vec.len() || new.words.len() < shape.words {
+            return Err(crate::error::SqlError::internal(
+                "vhnsw: a pending entry of another shape than the index's",
+            ));
+        }
+        let per_page = shape.per_page();
         if meta.pending_tail == INVALID_BLOCK {
             // Empty list: lock the metapage first (the new page is ours).
             let mut batch = WalBatch::start(rel);
@@ -150,7 +194,7 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
             }
             let block = take_page(rel, &mut meta);
             let seq = meta.next_pending_seq;
-            start_page(&mut batch, block, seq, dims, point, tid);
+            start_page(&mut batch, block, seq, shape, new);
             meta.next_pending_seq = seq.wrapping_add(1);
             meta.pending_head = block;
             meta.pending_tail = block;
@@ -181,7 +225,7 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
         }
         if usize::from(header.count) < per_page {
             let payload = layout::payload_mut(batch.bytes_mut(t));
-            write_entry(payload, dims, usize::from(header.count), point, tid);
+            write_entry(payload, shape, usize::from(header.count), new);
             layout::read_mut::<PendingHeader>(payload, 0).count += 1;
             // Every earlier entry merged (or dead): the list was empty
             // (a hint: `meta` was read before the tail was locked).
@@ -211,7 +255,7 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
         let was_empty = meta.pending_head == meta.pending_tail && header.done == header.count;
         let block = take_page(rel, &mut meta);
         let seq = meta.next_pending_seq;
-        start_page(&mut batch, block, seq, dims, point, tid);
+        start_page(&mut batch, block, seq, shape, new);
         layout::opaque_mut(batch.bytes_mut(t)).next = block;
         meta.next_pending_seq = seq.wrapping_add(1);
         meta.pending_tail = block;
@@ -228,15 +272,11 @@ pub fn append(rel: Index, point: &Point, tid: Tid) -> SqlResult<Appended> {
     Err(chain_error("pending list", META_BLOCK))
 }
 
-/// Calls `f(entry, tid, vector, aux, flags)` for every entry of the list,
-/// page by page under a share lock. If the list moves under the reader (a
-/// page recycled), it starts over from the new head: `f` may see an entry
-/// twice, and callers keep what they need by TID.
-pub fn for_each(
-    rel: Index,
-    dims: usize,
-    mut f: impl FnMut(EntryRef, Tid, &[f32], f32, u16),
-) -> SqlResult<()> {
+/// Calls `f` with every entry of the list, page by page under a share
+/// lock. If the list moves under the reader (a page recycled), it starts
+/// over from the new head: `f` may see an entry twice, and callers keep
+/// what they need by TID.
+pub fn for_each(rel: Index, shape: EntryShape, mut f: impl FnMut(Row<'_>)) -> SqlResult<()> {
     let mut restarts = 0;
     'restart: loop {
         restarts += 1;
@@ -272,16 +312,17 @@ pub fn for_each(
             }
             let payload = layout::payload(bytes);
             for slot in 0..usize::from(header.count) {
-                let at = entry_offset(dims, slot);
+                let at = entry_offset(shape, slot);
                 let entry = layout::read::<PendingEntry>(payload, at);
-                let vec = layout::slice::<f32>(payload, at + PENDING_ENTRY, dims);
-                f(
-                    EntryRef { block, slot },
-                    entry.tid,
-                    vec,
-                    entry.aux,
-                    entry.flags,
-                );
+                let words = at + shape.words_offset();
+                f(Row {
+                    at: EntryRef { block, slot },
+                    tid: entry.tid,
+                    vec: layout::slice::<f32>(payload, at + shape.vector_offset(), shape.dims),
+                    aux: entry.aux,
+                    flags: entry.flags,
+                    words: &payload[words..words + 8 * shape.words],
+                });
             }
             block = layout::opaque(bytes).next;
             seq = seq.wrapping_add(1);
@@ -298,13 +339,13 @@ pub fn for_each(
 /// graph whose early groups barely link to later ones, and searches then
 /// miss whole groups. Drawing each batch from everything pending mixes
 /// them, as the random insertion order of `CREATE INDEX` does.
-pub fn collect(rel: Index, dims: usize, max: usize, seed: u64) -> SqlResult<Vec<Item>> {
+pub fn collect(rel: Index, shape: EntryShape, max: usize, seed: u64) -> SqlResult<Vec<Item>> {
     let mut items: Vec<Item> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut live = 0u64;
     let mut state = seed;
-    for_each(rel, dims, |at, tid, vec, aux, flags| {
-        if max == 0 || flags != 0 || !seen.insert(at) {
+    for_each(rel, shape, |row| {
+        if max == 0 || row.flags != 0 || !seen.insert(row.at) {
             return;
         }
         live += 1;
@@ -319,12 +360,13 @@ pub fn collect(rel: Index, dims: usize, max: usize, seed: u64) -> SqlResult<Vec<
             j
         };
         let item = Item {
-            at,
-            tid,
+            at: row.at,
+            tid: row.tid,
             point: Point {
-                vec: vec.to_vec(),
-                aux,
+                vec: row.vec.to_vec(),
+                aux: row.aux,
             },
+            words: row.words(),
         };
         if slot == items.len() {
             items.push(item);
@@ -336,10 +378,10 @@ pub fn collect(rel: Index, dims: usize, max: usize, seed: u64) -> SqlResult<Vec<
 }
 
 /// Flags entry `at` in `batch` (which must hold its page): merged or dead.
-pub fn mark(batch: &mut WalBatch, at: EntryRef, dims: usize, flag: u16) {
+pub fn mark(batch: &mut WalBatch, at: EntryRef, shape: EntryShape, flag: u16) {
     let i = batch.page(at.block, None);
     let payload = layout::payload_mut(batch.bytes_mut(i));
-    let entry = layout::read_mut::<PendingEntry>(payload, entry_offset(dims, at.slot));
+    let entry = layout::read_mut::<PendingEntry>(payload, entry_offset(shape, at.slot));
     if entry.flags == 0 {
         entry.flags = flag;
         layout::read_mut::<PendingHeader>(payload, 0).done += 1;
@@ -402,16 +444,16 @@ pub fn recycle_head(rel: Index) -> SqlResult<usize> {
 /// kept) counts of live entries.
 pub fn bulk_delete(
     rel: Index,
-    dims: usize,
+    shape: EntryShape,
     mut is_dead: impl FnMut(Tid) -> bool,
 ) -> SqlResult<(usize, usize)> {
     let mut dead: Vec<EntryRef> = Vec::new();
     let mut kept = 0;
     let mut seen = std::collections::HashSet::new();
-    for_each(rel, dims, |at, tid, _, _, flags| {
-        if flags == 0 && seen.insert(at) {
-            if is_dead(tid) {
-                dead.push(at);
+    for_each(rel, shape, |row| {
+        if row.flags == 0 && seen.insert(row.at) {
+            if is_dead(row.tid) {
+                dead.push(row.at);
             } else {
                 kept += 1;
             }
@@ -420,7 +462,7 @@ pub fn bulk_delete(
     for chunk in dead.chunk_by(|a, b| a.block == b.block) {
         let mut batch = WalBatch::start(rel);
         for &at in chunk {
-            mark(&mut batch, at, dims, PENDING_DEAD);
+            mark(&mut batch, at, shape, PENDING_DEAD);
         }
         batch.commit();
     }
@@ -429,11 +471,11 @@ pub fn bulk_delete(
 }
 
 /// Entries not yet merged nor dead (exact, by reading the list).
-pub fn live_count(rel: Index, dims: usize) -> SqlResult<usize> {
+pub fn live_count(rel: Index, shape: EntryShape) -> SqlResult<usize> {
     let mut seen = std::collections::HashSet::new();
     let mut n = 0;
-    for_each(rel, dims, |at, _, _, _, flags| {
-        if flags == 0 && seen.insert(at) {
+    for_each(rel, shape, |row| {
+        if row.flags == 0 && seen.insert(row.at) {
             n += 1;
         }
     })?;

@@ -243,17 +243,25 @@ impl GraphWriter {
         self.write_meta();
     }
 
-    /// Puts one prepared point for heap row `tid` into the graph: adds the
-    /// TID to an identical node if the nearest one is identical, else
+    /// Puts one prepared point for heap row `tid`, with its filter words
+    /// `words`, into the graph: adds the TID to an identical node if the
+    /// nearest one is identical (same vector and filter values), else
     /// creates and links a new node. `merged` is the pending entry it came
     /// from, flagged in the record that publishes the row.
     pub fn insert_point(
         &mut self,
         search: &mut LayerSearch,
         point: &Point,
+        words: &[u64],
         tid: Tid,
         merged: Option<EntryRef>,
     ) -> SqlResult<()> {
+        if words.len() < self.geometry.filter_words {
+            return Err(SqlError::internal(
+                "vhnsw: a row without the index's filter values",
+            ));
+        }
+        let words = &words[..self.geometry.filter_words];
         let seed = splitmix64(
             (u64::from(tid.block()) << 16 | u64::from(tid.offset())) ^ u64::from(self.node_count()),
         );
@@ -264,16 +272,19 @@ impl GraphWriter {
                 lists: vec![Vec::new(); usize::from(level) + 1],
                 nearest: None,
             };
-            self.add_node(point, tid, &plan, merged)?;
+            self.add_node(point, words, tid, &plan, merged)?;
             return Ok(());
         }
         let plan = plan(self, search, point, level, None);
         if let Some(nearest) = plan.nearest {
-            if self.load(nearest.node).vec == point.vec && !self.tids(nearest.node).deleted {
+            if self.load(nearest.node).vec == point.vec
+                && !self.tids(nearest.node).deleted
+                && self.words(nearest.node) == words
+            {
                 return self.add_tid(nearest.node, tid, merged);
             }
         }
-        let node = self.add_node(point, tid, &plan, merged)?;
+        let node = self.add_node(point, words, tid, &plan, merged)?;
         failpoint::hit("insert_before_link_back");
         link_back_with(&*self, node, &plan, |work, metric| {
             self.pool.reselect(work, metric)
@@ -318,6 +329,7 @@ impl GraphWriter {
     fn add_node(
         &mut self,
         point: &Point,
+        words: &[u64],
         tid: Tid,
         plan: &Plan,
         merged: Option<EntryRef>,
@@ -348,6 +360,7 @@ impl GraphWriter {
         let mut slot = encode_slot(
             &g,
             point,
+            words,
             &[tid],
             level,
             upper_first,
@@ -468,7 +481,7 @@ impl GraphWriter {
             }
             if gi == last {
                 if let Some(at) = merged {
-                    pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
+                    pending::mark(&mut batch, at, self.shape(), PENDING_MERGED);
                 }
                 put_graph_fields(&mut batch, meta);
             }
@@ -539,7 +552,7 @@ impl GraphWriter {
             header_mut(&mut batch, i, offset).flags &= !NODE_DELETED;
         }
         if let Some(at) = merged {
-            pending::mark(&mut batch, at, self.dims(), PENDING_MERGED);
+            pending::mark(&mut batch, at, self.shape(), PENDING_MERGED);
         }
         if meta.free_overflow != self.meta.free_overflow {
             put_graph_fields(&mut batch, &meta);

@@ -5,6 +5,7 @@
 mod aggregates;
 mod casts;
 mod errors;
+mod filters;
 mod functions;
 mod index;
 mod io;

@@ -23,9 +23,11 @@ use std::collections::BinaryHeap;
 pub trait CodedStore: GraphStore {
     fn quantizer(&self) -> &Quantizer;
 
-    /// Reads `node` once: returns its exact graph distance from `query`,
-    /// and puts each level-0 neighbour with its estimated distance into
-    /// `out`, for those `wanted` accepts.
+    /// Reads `node` once: returns its exact graph distance from `query`
+    /// and whether it can be a result (a store may rule nodes out, e.g.
+    /// by a filter: the search still walks through them), and puts each
+    /// level-0 neighbour with its estimated distance into `out`, for those
+    /// `wanted` accepts.
     fn expand(
         &self,
         query: &Point,
@@ -33,12 +35,13 @@ pub trait CodedStore: GraphStore {
         node: NodeId,
         wanted: &mut dyn FnMut(NodeId) -> bool,
         out: &mut Vec<(NodeId, f32)>,
-    ) -> f32;
+    ) -> (f32, bool);
 }
 
-/// Expands `node` (not expanded before): its exact distance goes into
-/// `best` (kept to the `ef` nearest) and is returned; the estimates of
-/// its neighbours not expanded yet replace `out`.
+/// Expands `node` (not expanded before): its exact distance is returned
+/// and, if it can be a result, goes into `best` (kept to the `ef`
+/// nearest); the estimates of its neighbours not expanded yet replace
+/// `out`.
 ///
 /// A node seen again from another list gets a new estimate, and the
 /// frontier keeps both: an estimate's error grows with the distance
@@ -55,16 +58,18 @@ fn expand_into<S: CodedStore + ?Sized>(
     out: &mut Vec<(NodeId, f32)>,
     best: &mut BinaryHeap<Candidate>,
     ef: usize,
-) -> Candidate {
+) -> (Candidate, bool) {
     out.clear();
     done.insert(node);
-    let distance = store.expand(query, coded, node, &mut |n| !done.contains(n), out);
+    let (distance, result) = store.expand(query, coded, node, &mut |n| !done.contains(n), out);
     let c = Candidate { distance, node };
-    best.push(c);
-    if best.len() > ef {
-        best.pop();
+    if result {
+        best.push(c);
+        if best.len() > ef {
+            best.pop();
+        }
     }
-    c
+    (c, result)
 }
 
 /// Reusable state of coded searches.
@@ -150,8 +155,10 @@ impl CodedSearch {
 pub struct CodedScan {
     frontier: BinaryHeap<Reverse<Candidate>>,
     best: BinaryHeap<Candidate>,
-    /// Every expanded node with its exact distance.
+    /// Every expanded node that can be a result, with its exact distance.
     found: Vec<Candidate>,
+    /// Nodes expanded (results or not).
+    reads: usize,
     /// Nodes expanded.
     done: Visited,
     handout: Handout,
@@ -171,6 +178,7 @@ impl CodedScan {
             frontier: BinaryHeap::new(),
             best: BinaryHeap::new(),
             found: Vec::new(),
+            reads: 0,
             done: Visited::new(),
             handout: Handout::default(),
             out: Vec::new(),
@@ -190,7 +198,7 @@ impl CodedScan {
 
     /// Nodes expanded so far (node reads).
     pub fn expanded(&self) -> usize {
-        self.found.len()
+        self.reads
     }
 
     /// Search rounds run so far.
@@ -264,7 +272,7 @@ impl CodedScan {
             {
                 break;
             }
-            if self.found.len() >= max_expanded {
+            if self.reads >= max_expanded {
                 self.exhausted = true;
                 break;
             }
@@ -272,7 +280,8 @@ impl CodedScan {
             if self.done.contains(next.node) {
                 continue; // a later, looser estimate of a node expanded
             }
-            let c = expand_into(
+            self.reads += 1;
+            let (c, result) = expand_into(
                 store,
                 query,
                 coded,
@@ -282,7 +291,9 @@ impl CodedScan {
                 &mut self.best,
                 ef,
             );
-            self.found.push(c);
+            if result {
+                self.found.push(c);
+            }
             // What this round's stop rule already rules out (the worst
             // result only gets nearer) waits for a wider round.
             let worst = match self.best.peek() {
@@ -408,7 +419,7 @@ impl CodedStore for CodedMemory<'_> {
         node: NodeId,
         wanted: &mut dyn FnMut(NodeId) -> bool,
         out: &mut Vec<(NodeId, f32)>,
-    ) -> f32 {
+    ) -> (f32, bool) {
         let metric = self.params().metric;
         let v = self.graph.vector(node);
         let exact = metric.distance(&query.vec, query.aux, v, self.graph.aux(node));
@@ -427,7 +438,7 @@ impl CodedStore for CodedMemory<'_> {
                 out.push((n, estimate));
             }
         }
-        exact
+        (exact, true)
     }
 }
 
