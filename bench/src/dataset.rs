@@ -35,7 +35,8 @@ pub struct Dataset {
     pub cosine: bool,
 }
 
-fn splitmix(x: &mut u64) -> u64 {
+/// The seeded generator every dataset (and the filter columns) draws from.
+pub fn splitmix(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *x;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -387,18 +388,31 @@ pub fn ground_truth_where(
     k: usize,
     keep: impl Fn(i32) -> bool + Sync,
 ) -> Vec<Vec<i32>> {
+    ground_truth_each(ds, k, ds.queries.len(), |_, row| keep(ds.ids[row]))
+}
+
+/// The exact top `k` ids of each of the first `queries` queries among the
+/// base rows (by position) that `keep(query, row)` accepts: a predicate of
+/// its own per query. Brute force, in parallel, nearest first; fewer than
+/// `k` ids when fewer rows pass.
+pub fn ground_truth_each(
+    ds: &Dataset,
+    k: usize,
+    queries: usize,
+    keep: impl Fn(usize, usize) -> bool + Sync,
+) -> Vec<Vec<i32>> {
     let norms: Vec<f64> = (0..ds.base.len())
         .into_par_iter()
         .map(|i| distance::norm_squared(ds.base.row(i)).sqrt())
         .collect();
-    (0..ds.queries.len())
+    (0..queries.min(ds.queries.len()))
         .into_par_iter()
         .map(|q| {
             let query = ds.queries.row(q);
             let qn = distance::norm_squared(query).sqrt();
             let mut best: Vec<(f64, i32)> = Vec::with_capacity(k + 1);
             for (i, &norm) in norms.iter().enumerate() {
-                if !keep(ds.ids[i]) {
+                if !keep(q, i) {
                     continue;
                 }
                 let v = ds.base.row(i);

@@ -124,10 +124,24 @@ pub fn build(
     m: u32,
     ef_construction: u32,
 ) -> Result<(Duration, i64), BoxError> {
+    build_with(client, engine, ds, m, ef_construction, &[])
+}
+
+/// [`build`] with `columns` after the vector: a composite index (vdb's
+/// filter columns, their default operator classes).
+pub fn build_with(
+    client: &mut Client,
+    engine: &Engine,
+    ds: &Dataset,
+    m: u32,
+    ef_construction: u32,
+    columns: &[&str],
+) -> Result<(Duration, i64), BoxError> {
     client.batch_execute("DROP INDEX IF EXISTS bench_items_idx; CHECKPOINT")?;
+    let filters: String = columns.iter().map(|c| format!(", {c}")).collect();
     let start = Instant::now();
     client.batch_execute(&format!(
-        "CREATE INDEX bench_items_idx ON bench_items USING {am} (embedding {opclass}) WITH (m = {m}, ef_construction = {ef_construction})",
+        "CREATE INDEX bench_items_idx ON bench_items USING {am} (embedding {opclass}{filters}) WITH (m = {m}, ef_construction = {ef_construction})",
         am = engine.access_method,
         opclass = opclass(ds)
     ))?;
@@ -154,6 +168,8 @@ pub struct Pass {
     pub hits: usize,
     /// Rows returned, over all queries.
     pub rows: usize,
+    /// Queries that returned fewer rows than their truth holds.
+    pub short: usize,
     pub qps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -167,20 +183,21 @@ pub fn run_pass(
     ds: &Dataset,
     truth: &[Vec<i32>],
 ) -> Result<Pass, BoxError> {
-    run_pass_with(client, sql, ds, truth, &[])
+    run_pass_with::<f64>(client, sql, ds, truth, &[])
 }
 
-/// [`run_pass`] with `extra[q]` as `$2` of query `q` (none when empty).
-pub fn run_pass_with(
+/// [`run_pass`] with `extra[q]` as `$2` of query `q` (none when empty):
+/// a radius, a filter value.
+pub fn run_pass_with<T: ToSql + Sync>(
     client: &mut Client,
     sql: &str,
     ds: &Dataset,
     truth: &[Vec<i32>],
-    extra: &[f64],
+    extra: &[T],
 ) -> Result<Pass, BoxError> {
     let statement = client.prepare(sql)?;
     let mut latencies = Vec::with_capacity(truth.len());
-    let (mut hits, mut rows_returned) = (0usize, 0usize);
+    let (mut hits, mut rows_returned, mut short) = (0usize, 0usize, 0usize);
     let start = Instant::now();
     for (q, expected) in truth.iter().enumerate() {
         let vector = Vector(ds.queries.row(q));
@@ -191,6 +208,7 @@ pub fn run_pass_with(
         };
         latencies.push(t.elapsed());
         rows_returned += rows.len();
+        short += usize::from(rows.len() < expected.len());
         hits += rows
             .iter()
             .filter(|r| expected.contains(&r.get::<_, i32>(0)))
@@ -204,6 +222,7 @@ pub fn run_pass_with(
     Ok(Pass {
         hits,
         rows: rows_returned,
+        short,
         qps: truth.len() as f64 / total.as_secs_f64(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),

@@ -239,6 +239,43 @@ mod tests {
         agree("fpp", "<->", &["t = 3", "t <@ '{2,4}' AND part = 1"]);
     }
 
+    /// The planner serves a filter that keeps many rows from the composite
+    /// index, and one that keeps a handful from a B-tree plus a sort.
+    #[pg_test]
+    fn the_planner_prices_filters_by_their_selectivity() {
+        run("SELECT setseed(0.5)");
+        run(
+            "CREATE TABLE fc AS SELECT i AS id,
+               (SELECT array_agg(random()) FROM generate_series(1, 16) d WHERE d > i * 0)::vector(16) AS v,
+               i % 10 AS t, CASE WHEN i % 5000 = 0 THEN 1 ELSE i END AS h
+             FROM generate_series(1, 30000) i;
+             CREATE INDEX fc_t ON fc (t);
+             CREATE INDEX fc_h ON fc (h);
+             CREATE INDEX fc_v ON fc USING vhnsw (v vector_l2_ops, t, h);
+             ANALYZE fc",
+        );
+        let plan = |cond: &str| {
+            one::<pgrx::datum::Json>(&format!(
+                "EXPLAIN (FORMAT JSON) SELECT id FROM fc WHERE {cond}
+                 ORDER BY v <-> (SELECT v FROM fc WHERE id = 1) LIMIT 10"
+            ))
+            .0
+            .to_string()
+        };
+        let many = plan("t = 3");
+        assert!(
+            many.contains("\"fc_v\"") && many.contains("\"Index Cond\""),
+            "{many}"
+        );
+        let few = plan("h = 1");
+        assert!(
+            few.contains("\"fc_h\"") && few.contains("\"Sort\""),
+            "{few}"
+        );
+        let none = plan("true");
+        assert!(none.contains("\"fc_v\""), "{none}");
+    }
+
     /// What a composite index refuses.
     #[pg_test]
     fn composite_index_errors() {
