@@ -112,7 +112,7 @@ pub fn run(
             inserts: None,
             passes,
             concurrent: Vec::new(),
-            filtered: Vec::new(),
+            filtered: None,
             range: None,
         },
         note: format!(

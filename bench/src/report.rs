@@ -17,7 +17,8 @@ pub struct EngineResult {
     pub passes: Vec<QueryStats>,
     /// The same queries from [`crate::CLIENTS`] clients at once.
     pub concurrent: Vec<QueryStats>,
-    pub filtered: Vec<crate::filtered::FilteredPass>,
+    /// The filtered goal table, run last (it rebuilds table and index).
+    pub filtered: Option<crate::filtered::FilteredRun>,
     /// vdb's distance-range pass.
     pub range: Option<crate::ranges::RangePass>,
 }

@@ -26,6 +26,7 @@ use crate::storage::layout::{
     PAYLOAD,
 };
 use crate::storage::meta::{new_meta, put_meta};
+use crate::storage::values;
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
 use crate::threads::WorkPool;
@@ -667,6 +668,18 @@ fn write_index(
         });
     }
 
+    // Value region (composite indexes): the nodes' filter words by column.
+    meta.value_dir = values::build(&mut w, values::ChunkShape::of(&meta), n, |new| {
+        let old = order[new as usize] as usize;
+        let code = match &quantizer {
+            Some(q) => values::origin_code(q, metric, graph.vector(old as NodeId)),
+            None => Vec::new(),
+        };
+        (
+            words[old * words_per_node..(old + 1) * words_per_node].to_vec(),
+            code,
+        )
+    });
     meta.node_count = n;
     meta.upper_count = upper_count;
     let entry = graph.entry();

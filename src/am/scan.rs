@@ -24,14 +24,17 @@ use crate::distance::sphere::read_sphere;
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::detoast_vector;
 use crate::storage::filter::Filter;
-use crate::storage::graph::PageGraph;
+use crate::storage::graph::{ExactPass, PageGraph};
+use crate::storage::layout::PAYLOAD;
 use crate::storage::layout::{EntryShape, Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
 use crate::storage::meta::{params_of, read_meta};
+use crate::storage::values::{Directory, VALUES_PER_PAGE};
 use crate::storage::writer::ScanLock;
 use crate::storage::{pending, Index};
 use pgrx::pg_sys;
 use pgrx::PgMemoryContexts;
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use vdb_core::hnsw::coded::CodedScan;
 use vdb_core::hnsw::scan::OrderedScan;
 use vdb_core::hnsw::search::descend;
@@ -65,8 +68,7 @@ const LATER_MARGIN: f32 = 0.0;
 /// reads one page), else measuring every neighbour; or, for a filter that
 /// few nodes pass, an exact pass over those nodes.
 enum Walk {
-    /// Every node passing the filter at its exact distance, farthest first.
-    Exact(Vec<Candidate>),
+    Exact(ExactWalk),
     Plain(OrderedScan),
     Coded {
         scan: CodedScan,
@@ -81,7 +83,7 @@ enum Walk {
 impl Walk {
     fn next(&mut self, graph: &PageGraph, query: &Point, limit: usize) -> Option<Candidate> {
         match self {
-            Walk::Exact(found) => found.pop(),
+            Walk::Exact(walk) => walk.next(graph, query),
             Walk::Plain(scan) => scan.next(graph, query, limit),
             Walk::Coded {
                 scan,
@@ -103,6 +105,63 @@ impl Walk {
                     }
                 };
                 scan.next(graph, query, coded, from, limit)
+            }
+        }
+    }
+}
+
+/// The nodes an exact pass found, handed out in exact distance order:
+/// measured ones from a heap, the others (with estimates that err low)
+/// measured when their estimate is below every measured one's distance.
+struct ExactWalk {
+    measured: BinaryHeap<Reverse<Candidate>>,
+    /// By estimate, farthest first.
+    estimated: Vec<Candidate>,
+    /// The distance last handed out: a node measured past an estimate
+    /// that erred high and nearer than that is skipped, to keep the order.
+    last: f32,
+}
+
+impl ExactWalk {
+    fn new(pass: ExactPass) -> ExactWalk {
+        let (measured, mut estimated) = match pass {
+            ExactPass::Measured(m) => (m, Vec::new()),
+            ExactPass::Estimated(e) => (Vec::new(), e),
+        };
+        estimated.sort_unstable_by(|a, b| b.cmp(a));
+        ExactWalk {
+            measured: measured.into_iter().map(Reverse).collect(),
+            estimated,
+            last: f32::NEG_INFINITY,
+        }
+    }
+
+    fn next(&mut self, graph: &PageGraph, query: &Point) -> Option<Candidate> {
+        loop {
+            let nearest = self.measured.peek().map(|r| r.0.distance);
+            let estimate = self.estimated.last().map(|c| c.distance);
+            match (nearest, estimate) {
+                (None, None) => return None,
+                (Some(d), Some(e)) if e < d => self.measure_next(graph, query),
+                (None, Some(_)) => self.measure_next(graph, query),
+                (Some(_), _) => {
+                    let Reverse(c) = self.measured.pop()?;
+                    if c.distance >= self.last {
+                        self.last = c.distance;
+                        return Some(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn measure_next(&mut self, graph: &PageGraph, query: &Point) {
+        if let Some(c) = self.estimated.pop() {
+            if let Some(distance) = graph.measure(query, c.node) {
+                self.measured.push(Reverse(Candidate {
+                    distance,
+                    node: c.node,
+                }));
             }
         }
     }
@@ -202,11 +261,13 @@ impl Search {
             }
         }
         pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let values = match graph.filter {
+            Some(_) => Directory::read(index, &graph.meta)?,
+            None => Directory::default(),
+        };
         let scan = match &graph.quantizer {
-            _ if graph.filter.is_some() && prefer_exact_pass(&graph, ef_search) => {
-                let mut found = graph.exact_pass(&query);
-                found.sort_unstable_by(|a, b| b.cmp(a));
-                Walk::Exact(found)
+            _ if graph.filter.is_some() && prefer_exact_pass(&graph, &values, ef_search) => {
+                Walk::Exact(ExactWalk::new(graph.exact_pass(&query, &values)))
             }
             Some(q) if !zero => Walk::Coded {
                 scan: CodedScan::new(ef_search),
@@ -314,9 +375,10 @@ const SAMPLE_HITS: u32 = 16;
 /// Whether an exact pass over the nodes that pass the graph's filter is
 /// cheaper than a walk. A walk expands about `ef / s` nodes for a filter
 /// passing a share `s` of them (it stops once `ef` results are found); an
-/// exact pass visits every page of the node region, but only measures
-/// the nodes that pass. The share is estimated from a sample of slots.
-fn prefer_exact_pass(graph: &PageGraph, ef: usize) -> bool {
+/// exact pass reads the value region's pages of the filtered columns (or
+/// without one, every page of the node region) and measures the nodes
+/// that pass. The share is estimated from a sample of slots.
+fn prefer_exact_pass(graph: &PageGraph, values: &Directory, ef: usize) -> bool {
     let n = graph.node_count();
     if n == 0 {
         return false;
@@ -334,11 +396,32 @@ fn prefer_exact_pass(graph: &PageGraph, ef: usize) -> bool {
     }
     let share = (f64::from(hits) + 0.5) / f64::from(seen + 1);
     let n = f64::from(n);
-    // In units of one expanded node (a page, an exact distance and a
-    // list of estimates); a page of the pass costs about a third of that.
+    // In units of one expanded node (a page, an exact distance and a list
+    // of estimates, about 3 µs at 384 dimensions): a page of words or
+    // codes costs about 0.3 of it, a candidate's slot and distance 0.25,
+    // an estimate from the region's codes 0.02 (then about `2·ef` of the
+    // candidates are measured).
     let walk = (ef as f64 / share).min(n);
-    let per_page = graph.geometry.nodes_per_page.max(1) as f64;
-    let pass = n / per_page / 3.0 + share * n;
+    let coded = values.shape.entry > 0 && graph.quantizer.is_some();
+    let pass = if values.chunks.is_empty() {
+        n / graph.geometry.nodes_per_page.max(1) as f64 * 0.3 + share * n * 0.25
+    } else {
+        let cols = graph.filter.as_ref().map_or(1, |f| {
+            let mut c: Vec<usize> = f.conditions.iter().map(|c| c.col).collect();
+            c.sort_unstable();
+            c.dedup();
+            c.len()
+        }) as f64;
+        let chunks = values.chunks.len() as f64;
+        if coded {
+            // Code pages with a candidate on them are read.
+            let per_page = (PAYLOAD / values.shape.entry) as f64;
+            let code_pages = VALUES_PER_PAGE as f64 / per_page * (share * per_page).min(1.0);
+            chunks * (cols + code_pages) * 0.3 + share * n * 0.02 + 2.0 * ef as f64 * 0.25
+        } else {
+            chunks * cols * 0.3 + share * n * 0.25
+        }
+    };
     pass < walk
 }
 

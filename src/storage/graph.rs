@@ -16,6 +16,7 @@ use super::layout::{
     NODE_DELETED, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
 };
 use super::meta::{params_of, read_meta};
+use super::values::Directory;
 use super::Index;
 use crate::error::{SqlError, SqlResult};
 use std::cell::RefCell;
@@ -29,6 +30,17 @@ use vdb_core::quant::{self, Quantizer};
 /// [`OVERFLOW_TIDS`] TIDs; a heap has at most 2^48 rows): a longer one is
 /// a loop in a corrupt index, reported instead of followed forever.
 pub const MAX_CHAIN: usize = 1 << 24;
+
+/// Standard errors by which the value region's estimates err low in an
+/// exact pass (see `PageGraph::exact_pass`).
+const ESTIMATE_MARGIN: f32 = 3.0;
+
+/// What an exact pass found: nodes measured, or nodes with estimates.
+#[derive(Debug)]
+pub enum ExactPass {
+    Measured(Vec<Candidate>),
+    Estimated(Vec<Candidate>),
+}
 
 /// One node's heap TIDs and the generation of its slot.
 #[derive(Debug, Clone, Default)]
@@ -101,15 +113,65 @@ impl PageGraph {
         }
     }
 
-    /// Every node of this snapshot in use, not deleted and passing the
-    /// filter, at its exact distance from `query`: the node region read
-    /// page by page.
-    pub fn exact_pass(&self, query: &Point) -> Vec<Candidate> {
+    /// `node`'s exact distance from `query`, if it is in use, not deleted
+    /// and passes the filter.
+    pub fn measure(&self, query: &Point, node: NodeId) -> Option<f32> {
+        let g = self.geometry;
+        let metric = self.params.metric;
+        let (ok, distance) = self.with_slot(node, |slot, h| {
+            let ok = h.flags & NODE_IN_USE != 0 && h.flags & NODE_DELETED == 0 && self.passes(slot);
+            let distance = (ok && g.nodes_per_page > 0).then(|| {
+                let vec = layout::slice::<f32>(slot, g.vector_offset(), g.dims);
+                metric.distance(&query.vec, query.aux, vec, h.aux)
+            });
+            (ok, distance)
+        });
+        match distance {
+            Some(d) => Some(d),
+            // A slot spanning pages: its vector is read whole.
+            None if ok => Some(self.distance(query, node)),
+            None => None,
+        }
+    }
+
+    /// The nodes of this snapshot in use, not deleted and passing the
+    /// filter: from the value region (`values`) when the index has one,
+    /// else by reading the node region page by page. With codes there,
+    /// they come with estimates (`Estimated`), measured later as needed;
+    /// else measured now (`Measured`).
+    pub fn exact_pass(&self, query: &Point, values: &Directory) -> ExactPass {
         let g = self.geometry;
         let metric = self.params.metric;
         let n = self.node_count();
         let live = |h: &NodeHeader| h.flags & NODE_IN_USE != 0 && h.flags & NODE_DELETED == 0;
         let mut found = Vec::new();
+        if let (Some(filter), false) = (&self.filter, values.chunks.is_empty()) {
+            let nodes = super::values::candidates(self.rel, values, filter, n);
+            if let (Some(q), true) = (&self.quantizer, values.shape.entry > 0) {
+                // Estimates that err low by two standard errors: a node is
+                // measured once its estimate could beat the next result.
+                let coded = q.query_with(&query.vec, ESTIMATE_MARGIN);
+                let origin_sq = quant::l2_squared(&query.vec, &vec![0.0; query.vec.len()]);
+                let estimates = super::values::estimates(self.rel, values, &nodes, |entry| {
+                    q.estimate_entry(metric, &coded, origin_sq, entry)
+                });
+                return ExactPass::Estimated(
+                    estimates
+                        .into_iter()
+                        .map(|(node, distance)| Candidate { distance, node })
+                        .collect(),
+                );
+            }
+            for (i, node) in nodes.into_iter().enumerate() {
+                if i % 256 == 255 {
+                    pgrx::check_for_interrupts!();
+                }
+                if let Some(distance) = self.measure(query, node) {
+                    found.push(Candidate { distance, node });
+                }
+            }
+            return ExactPass::Measured(found);
+        }
         if g.nodes_per_page == 0 {
             for node in 0..n {
                 if node % 64 == 0 {
@@ -122,7 +184,7 @@ impl PageGraph {
                     });
                 }
             }
-            return found;
+            return ExactPass::Measured(found);
         }
         let per = g.nodes_per_page as u32;
         for first in (0..n).step_by(per as usize) {
@@ -145,7 +207,7 @@ impl PageGraph {
                 }
             }
         }
-        found
+        ExactPass::Measured(found)
     }
 
     /// Runs `f` on the first page of `node`'s slot (share-locked).

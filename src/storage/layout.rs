@@ -132,6 +132,10 @@ pub enum PageKind {
     Upper = 0x7603,
     Overflow = 0x7604,
     Pending = 0x7605,
+    /// Filter words of a chunk of nodes, one column (`storage::values`).
+    Values = 0x7606,
+    /// The value region's directory of chunks.
+    ValueDir = 0x7607,
 }
 
 /// The special space at the end of every page.
@@ -228,6 +232,10 @@ pub struct Meta {
     pub filter_cols: u8,
     /// What each filter column holds (`storage::filter::Kind` codes).
     pub filter_kinds: [u8; MAX_FILTER_COLS],
+    /// First page of the value region's directory (`storage::values`);
+    /// 0 or `INVALID_BLOCK` when there is none.
+    pub value_dir: u32,
+    pub spare: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Meta>() <= PAYLOAD);

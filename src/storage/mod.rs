@@ -11,6 +11,7 @@ pub mod graph;
 pub mod layout;
 pub mod meta;
 pub mod pending;
+pub mod values;
 pub mod writer;
 
 use pgrx::pg_sys;

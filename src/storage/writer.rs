@@ -40,6 +40,12 @@
 //!   the overflow page that takes it (new, or popped off the free
 //!   overflow list together with the metapage) and the pending entry
 //!   flagged merged.
+//! - **Filter words** (composite indexes): written into the value region
+//!   ([`super::values`], whose chunk and directory records come first)
+//!   before the record that publishes the node; the slot carries them too,
+//!   in its publishing record. The region is a superset index, checked
+//!   against the slot, so a crash between the two leaves stale words for
+//!   a node nobody sees, never a published node the region misses.
 //! - **Codes**: a level-0 entry's code is written in the record that
 //!   writes its id (same slot, same page), so no crash separates them;
 //!   entries new to a list are coded before any buffer is locked.
@@ -68,6 +74,7 @@ use super::layout::{
 };
 use super::meta::{put_graph_fields, set_dims};
 use super::pending::{self, EntryRef};
+use super::values::{self, Directory};
 use super::Index;
 use crate::error::{SqlError, SqlResult, SqlState};
 use crate::failpoint;
@@ -172,6 +179,8 @@ fn cache_budget() -> usize {
 /// The graph opened for changes, with the lock that allows them.
 pub struct GraphWriter {
     pub(super) graph: PageGraph,
+    /// The value region's directory (composite indexes).
+    values: Directory,
     /// Threads for link-back's list re-selection, ended with the writer.
     pool: crate::threads::WorkPool,
     // Declared last: released after everything above is dropped.
@@ -195,8 +204,10 @@ impl GraphWriter {
             graph.dims().max(1),
             cache_budget(),
         )));
+        let values = Directory::read(lock.rel, &graph.meta)?;
         let mut w = GraphWriter {
             graph,
+            values,
             pool: Default::default(),
             _lock: lock,
         };
@@ -354,6 +365,20 @@ impl GraphWriter {
             let last = upper_first + u32::from(level) - 1;
             self.reserve(Region::Uppers, g.upper_page(last).0)?;
         }
+        // The node's words in the value region, before the record that
+        // publishes it (see `values`: the slot stays the truth).
+        let code = match (&self.graph.quantizer, self.meta.filter_cols) {
+            (Some(q), 1..) => values::origin_code(q, self.params().metric, &point.vec),
+            _ => Vec::new(),
+        };
+        values::write(
+            self.rel,
+            &mut self.graph.meta,
+            &mut self.values,
+            node,
+            words,
+            &code,
+        )?;
         failpoint::hit("add_node_reserved");
 
         let codes = self.codes_for(&point.vec, &plan.lists[0]);
