@@ -28,7 +28,7 @@ use crate::storage::graph::{ExactPass, PageGraph};
 use crate::storage::layout::PAYLOAD;
 use crate::storage::layout::{EntryShape, Tid, NODE_DELETED, NODE_IN_USE, NO_NODE};
 use crate::storage::meta::{params_of, read_meta};
-use crate::storage::values::{Directory, VALUES_PER_PAGE};
+use crate::storage::values::{self, Directory, VALUES_PER_PAGE};
 use crate::storage::writer::ScanLock;
 use crate::storage::{pending, Index};
 use pgrx::pg_sys;
@@ -81,6 +81,14 @@ enum Walk {
 }
 
 impl Walk {
+    /// Nodes read so far (a coded walk's; the others report 0).
+    fn expanded(&self) -> usize {
+        match self {
+            Walk::Coded { scan, .. } => scan.expanded(),
+            _ => 0,
+        }
+    }
+
     fn next(&mut self, graph: &PageGraph, query: &Point, limit: usize) -> Option<Candidate> {
         match self {
             Walk::Exact(walk) => walk.next(graph, query),
@@ -115,8 +123,9 @@ impl Walk {
 /// measured when their estimate is below every measured one's distance.
 struct ExactWalk {
     measured: BinaryHeap<Reverse<Candidate>>,
-    /// By estimate, farthest first.
-    estimated: Vec<Candidate>,
+    /// By estimate (a heap: built in linear time, and most are never
+    /// popped).
+    estimated: BinaryHeap<Reverse<Candidate>>,
     /// The distance last handed out: a node measured past an estimate
     /// that erred high and nearer than that is skipped, to keep the order.
     last: f32,
@@ -124,14 +133,13 @@ struct ExactWalk {
 
 impl ExactWalk {
     fn new(pass: ExactPass) -> ExactWalk {
-        let (measured, mut estimated) = match pass {
+        let (measured, estimated) = match pass {
             ExactPass::Measured(m) => (m, Vec::new()),
             ExactPass::Estimated(e) => (Vec::new(), e),
         };
-        estimated.sort_unstable_by(|a, b| b.cmp(a));
         ExactWalk {
             measured: measured.into_iter().map(Reverse).collect(),
-            estimated,
+            estimated: estimated.into_iter().map(Reverse).collect(),
             last: f32::NEG_INFINITY,
         }
     }
@@ -139,7 +147,7 @@ impl ExactWalk {
     fn next(&mut self, graph: &PageGraph, query: &Point) -> Option<Candidate> {
         loop {
             let nearest = self.measured.peek().map(|r| r.0.distance);
-            let estimate = self.estimated.last().map(|c| c.distance);
+            let estimate = self.estimated.peek().map(|c| c.0.distance);
             match (nearest, estimate) {
                 (None, None) => return None,
                 (Some(d), Some(e)) if e < d => self.measure_next(graph, query),
@@ -156,7 +164,7 @@ impl ExactWalk {
     }
 
     fn measure_next(&mut self, graph: &PageGraph, query: &Point) {
-        if let Some(c) = self.estimated.pop() {
+        if let Some(Reverse(c)) = self.estimated.pop() {
             if let Some(distance) = graph.measure(query, c.node) {
                 self.measured.push(Reverse(Candidate {
                     distance,
@@ -184,6 +192,11 @@ struct Search {
     returned: HashSet<Tid>,
     /// The ranking distance past which no row is in the scan's range.
     stop_past: Option<f32>,
+    /// Nodes a filtered walk may read before its first results (see
+    /// [`FilteredPlan`]); `None` once they are out, or without a filter.
+    walk_budget: Option<usize>,
+    /// The value region (filtered scans of composite indexes).
+    values: Directory,
 }
 
 impl Search {
@@ -265,8 +278,12 @@ impl Search {
             Some(_) => Directory::read(index, &graph.meta)?,
             None => Directory::default(),
         };
+        let plan = graph
+            .filter
+            .as_ref()
+            .map(|_| plan_filtered(&graph, &values, ef_search));
         let scan = match &graph.quantizer {
-            _ if graph.filter.is_some() && prefer_exact_pass(&graph, &values, ef_search) => {
+            _ if plan.as_ref().is_some_and(|p| p.exact) => {
                 Walk::Exact(ExactWalk::new(graph.exact_pass(&query, &values)))
             }
             Some(q) if !zero => Walk::Coded {
@@ -295,6 +312,8 @@ impl Search {
             graph_done: false,
             returned: HashSet::new(),
             stop_past,
+            walk_budget: plan.map(|p| p.walk_budget),
+            values,
         })
     }
 
@@ -303,7 +322,18 @@ impl Search {
     /// hold the same vector with other values).
     fn read_graph(&mut self) -> Option<(f32, Vec<Tid>)> {
         loop {
-            let c = self.scan.next(&self.graph, &self.query, self.limit)?;
+            let limit = self.walk_budget.map_or(self.limit, |b| b.min(self.limit));
+            let next = self.scan.next(&self.graph, &self.query, limit);
+            if let Some(budget) = self.walk_budget.take() {
+                // The first round of a filtered walk: if it ran out of
+                // budget, nothing is handed out yet, so the pass takes over.
+                if budget < self.limit && self.scan.expanded() >= budget {
+                    let pass = self.graph.exact_pass(&self.query, &self.values);
+                    self.scan = Walk::Exact(ExactWalk::new(pass));
+                    continue;
+                }
+            }
+            let c = next?;
             if self.graph.filter.is_some()
                 && !self
                     .graph
@@ -372,17 +402,9 @@ const SAMPLE_MAX: u32 = 512;
 /// Passing samples after which the estimate is good enough.
 const SAMPLE_HITS: u32 = 16;
 
-/// Whether an exact pass over the nodes that pass the graph's filter is
-/// cheaper than a walk. A walk expands about `ef / s` nodes for a filter
-/// passing a share `s` of them (it stops once `ef` results are found); an
-/// exact pass reads the value region's pages of the filtered columns (or
-/// without one, every page of the node region) and measures the nodes
-/// that pass. The share is estimated from a sample of slots.
-fn prefer_exact_pass(graph: &PageGraph, values: &Directory, ef: usize) -> bool {
-    let n = graph.node_count();
-    if n == 0 {
-        return false;
-    }
+/// The share of the nodes that pass the graph's filter, from a sample of
+/// their slots (an index without a value region).
+fn sampled_share(graph: &PageGraph, n: u32) -> f64 {
     let step = (n / SAMPLE_MAX.min(n)).max(1);
     let (mut seen, mut hits) = (0u32, 0u32);
     let mut node = step / 2;
@@ -394,17 +416,43 @@ fn prefer_exact_pass(graph: &PageGraph, values: &Directory, ef: usize) -> bool {
         seen += 1;
         node += step;
     }
-    let share = (f64::from(hits) + 0.5) / f64::from(seen + 1);
+    (f64::from(hits) + 0.5) / f64::from(seen + 1)
+}
+
+/// Whether an exact pass over the nodes that pass the graph's filter is
+/// cheaper than a walk. A walk expands about `ef / s` nodes for a filter
+/// passing a share `s` of them (it stops once `ef` results are found); an
+/// exact pass reads the value region's pages of the filtered columns (or
+/// without one, every page of the node region) and measures the nodes
+/// that pass. The share is counted on a few chunks of the value region,
+/// or estimated from a sample of slots.
+fn plan_filtered(graph: &PageGraph, values: &Directory, ef: usize) -> FilteredPlan {
+    let n = graph.node_count();
+    if n == 0 {
+        return FilteredPlan {
+            exact: false,
+            walk_budget: usize::MAX,
+        };
+    }
+    let from_region = graph
+        .filter
+        .as_ref()
+        .and_then(|f| values::share(graph.rel(), values, f, n));
+    let share = match from_region {
+        Some(share) => share.max(0.5 / f64::from(n)),
+        None => sampled_share(graph, n),
+    };
     let n = f64::from(n);
     // In units of one expanded node (a page, an exact distance and a list
-    // of estimates, about 3 µs at 384 dimensions): a page of words or
-    // codes costs about 0.3 of it, a candidate's slot and distance 0.25,
-    // an estimate from the region's codes 0.02 (then about `2·ef` of the
-    // candidates are measured).
-    let walk = (ef as f64 / share).min(n);
+    // of estimates, about 3 µs at 384 dimensions): a walk reads about
+    // `4·ef / s` nodes (an unfiltered one about 4.75·ef on MiniLM-384); a
+    // page of words or codes costs about 0.6 of a node, a candidate's slot
+    // and distance 0.5, an estimate from the region's codes 0.04 (then
+    // about `2·ef` of the candidates are measured), as measured there.
+    let walk = (4.0 * ef as f64 / share).min(n);
     let coded = values.shape.entry > 0 && graph.quantizer.is_some();
     let pass = if values.chunks.is_empty() {
-        n / graph.geometry.nodes_per_page.max(1) as f64 * 0.3 + share * n * 0.25
+        n / graph.geometry.nodes_per_page.max(1) as f64 * 0.6 + share * n * 0.5
     } else {
         let cols = graph.filter.as_ref().map_or(1, |f| {
             let mut c: Vec<usize> = f.conditions.iter().map(|c| c.col).collect();
@@ -417,12 +465,24 @@ fn prefer_exact_pass(graph: &PageGraph, values: &Directory, ef: usize) -> bool {
             // Code pages with a candidate on them are read.
             let per_page = (PAYLOAD / values.shape.entry) as f64;
             let code_pages = VALUES_PER_PAGE as f64 / per_page * (share * per_page).min(1.0);
-            chunks * (cols + code_pages) * 0.3 + share * n * 0.02 + 2.0 * ef as f64 * 0.25
+            chunks * (cols + code_pages) * 0.6 + share * n * 0.04 + 2.0 * ef as f64 * 0.5
         } else {
-            chunks * cols * 0.3 + share * n * 0.25
+            chunks * cols * 0.6 + share * n * 0.5
         }
     };
-    pass < walk
+    FilteredPlan {
+        exact: pass < walk,
+        // A walk that has read this many nodes before its first results
+        // (a filter that keeps rows far from the query) stops for the pass.
+        walk_budget: (4.0 * walk.max(pass)).max(8.0 * ef as f64) as usize,
+    }
+}
+
+/// How a filtered scan starts: an exact pass, or a walk that turns into
+/// one if it reads `walk_budget` nodes before its first results.
+struct FilteredPlan {
+    exact: bool,
+    walk_budget: usize,
 }
 
 fn state(scan: pg_sys::IndexScanDesc) -> &'static mut ScanState {

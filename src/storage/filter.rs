@@ -85,7 +85,7 @@ pub enum Test {
 
 impl Test {
     #[inline]
-    fn passes(&self, word: u64) -> bool {
+    pub fn passes(&self, word: u64) -> bool {
         match self {
             Test::AnyOf(values) => match values.len() {
                 1 => values[0] == word,

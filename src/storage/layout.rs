@@ -28,6 +28,11 @@
 //!
 //! overflow page payload: u32 count, then 6-byte heap TIDs; PageOpaque.next chains pages
 //!
+//! value region (composite indexes; see `values.rs`): chunks of consecutive Values
+//!   pages (a page per filter column: [u64; 1020] words of 1,020 nodes; then code pages:
+//!   each node's own code entry around the origin), named by a chain of ValueDir pages
+//!   (u32 count, [u32] first blocks) from Meta::value_dir
+//!
 //! pending page payload (the pending list, chained by PageOpaque.next):
 //!   PendingHeader (seq u32, count u16, done u16), then entries of
 //!   PendingEntry (flags u16, heap TID, aux f32) + filter words [u64; w] (unaligned)

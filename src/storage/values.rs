@@ -25,7 +25,7 @@
 //! NULL values are stored as 0 (the slot's NULL flags rule them out).
 
 use super::buffer::{self, Block, BulkWriter, PageRead, WalBatch, MAX_BATCH_PAGES};
-use super::filter::{read_words, write_words, Filter};
+use super::filter::{write_words, Filter};
 use super::graph::chain_error;
 use super::layout::{self, chain_link, Geometry, Meta, PageKind, INVALID_BLOCK, PAYLOAD};
 use super::meta::put_graph_fields;
@@ -292,38 +292,70 @@ pub fn build(
 /// The nodes below `n` whose words in the region pass `filter`: the
 /// candidates of an exact pass (each still to be checked on its slot).
 pub fn candidates(rel: Index, dir: &Directory, filter: &Filter, n: u32) -> Vec<NodeId> {
-    let mut cols: Vec<usize> = filter.conditions.iter().map(|c| c.col).collect();
-    cols.sort_unstable();
-    cols.dedup();
     let mut out = Vec::new();
-    let mut words = vec![0u64; 1 + cols.iter().max().map_or(0, |&c| c + 1)];
-    for (k, &first) in dir.chunks.iter().enumerate() {
-        let start = k * VALUES_PER_PAGE;
-        if start >= n as usize {
-            break;
-        }
+    for k in 0..dir.chunks.len() {
         if k % 16 == 0 {
             pgrx::check_for_interrupts!();
         }
-        let len = VALUES_PER_PAGE.min(n as usize - start);
-        // Each condition column's page, copied, then tested node by node.
-        let pages: Vec<Vec<u64>> = cols
-            .iter()
-            .map(|&c| {
-                let page = PageRead::new(rel, first + c as u32);
-                read_words(layout::payload(page.bytes()), 0, len).collect()
-            })
-            .collect();
-        for i in 0..len {
-            for (j, &c) in cols.iter().enumerate() {
-                words[1 + c] = pages[j][i];
-            }
-            if filter.matches(&words) {
-                out.push((start + i) as NodeId);
-            }
-        }
+        scan_chunk(rel, dir, k, filter, n, &mut out);
     }
     out
+}
+
+/// Chunks read to estimate how many nodes pass a filter.
+const SAMPLE_CHUNKS: usize = 8;
+
+/// The share of the nodes below `n` whose words pass `filter`, from a few
+/// chunks spread over the region (`None` without one): a page per
+/// filtered column and chunk, over a thousand nodes each.
+pub fn share(rel: Index, dir: &Directory, filter: &Filter, n: u32) -> Option<f64> {
+    let chunks = dir.chunks.len().min((n as usize).div_ceil(VALUES_PER_PAGE));
+    if chunks == 0 {
+        return None;
+    }
+    let picks = SAMPLE_CHUNKS.min(chunks);
+    let (mut seen, mut passing) = (0usize, Vec::new());
+    for i in 0..picks {
+        seen += scan_chunk(rel, dir, i * chunks / picks, filter, n, &mut passing);
+    }
+    (seen > 0).then(|| passing.len() as f64 / seen as f64)
+}
+
+/// Appends chunk `k`'s nodes (below `n`) that pass `filter` to `out`;
+/// returns how many nodes it holds.
+fn scan_chunk(
+    rel: Index,
+    dir: &Directory,
+    k: usize,
+    filter: &Filter,
+    n: u32,
+    out: &mut Vec<NodeId>,
+) -> usize {
+    let start = k * VALUES_PER_PAGE;
+    let Some(&first) = dir.chunks.get(k) else {
+        return 0;
+    };
+    if start >= n as usize {
+        return 0;
+    }
+    let len = VALUES_PER_PAGE.min(n as usize - start);
+    // Condition by condition over the column's page: the nodes still in.
+    let mut pass = vec![true; len];
+    for c in &filter.conditions {
+        let page = PageRead::new(rel, first + c.col as u32);
+        let words = layout::payload(page.bytes())[..8 * len].chunks_exact(8);
+        for (keep, word) in pass.iter_mut().zip(words) {
+            let word = u64::from_ne_bytes(word.try_into().unwrap_or_default());
+            *keep = *keep && c.test.passes(word);
+        }
+    }
+    out.extend(
+        pass.iter()
+            .enumerate()
+            .filter(|(_, &keep)| keep)
+            .map(|(i, _)| (start + i) as NodeId),
+    );
+    len
 }
 
 /// `vec`'s code entry around the origin, as the region stores it.

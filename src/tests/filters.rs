@@ -151,6 +151,26 @@ mod tests {
             ],
         );
         assert_eq!(one::<String>("SELECT vhnsw_check('ft_idx')"), "", "check");
+        // A distance range and a filter together: every row inside both.
+        let q = &query_vectors("ft_queries", 1)[0];
+        run("SET LOCAL enable_seqscan = off");
+        let r = one::<f64>(&format!(
+            "SELECT (v <-> '{q}') + 0 FROM ft WHERE t = 4 ORDER BY 1 OFFSET 29 LIMIT 1"
+        ));
+        let count = |index: &str| {
+            run(&format!("SET LOCAL enable_indexscan = {index}"));
+            one::<i64>(&format!(
+                "SELECT count(*) FROM ft WHERE t = 4 AND v <<->> sphere('{q}', {r})"
+            ))
+        };
+        let (with, without) = (count("on"), count("off"));
+        run("SET LOCAL enable_indexscan = on");
+        run("SET LOCAL enable_seqscan = on");
+        assert_eq!(without, 30);
+        assert!(
+            with >= 28 && with <= 30,
+            "{with} of 30 rows in range and filter"
+        );
         // A row whose filter value is NULL is found without a condition
         // on it, and by none on it.
         let own = one::<String>("SELECT v::text FROM ft WHERE id = 970");
