@@ -9,6 +9,13 @@
 //! `vhnsw.max_scan_tuples` index entries have been examined (or, with
 //! `vhnsw.iterative_scan = off`, stops after `ef_search` rows).
 //!
+//! Conditions on the filter columns of a composite index are checked on
+//! each node's stored values: a walk counts only passing nodes as results
+//! and walks through the rest; when few nodes pass, an exact pass over the
+//! value region's candidates replaces the walk (see `DESIGN.md`, "Filtered
+//! search"). Exact for integers and booleans; hashes and signatures (text,
+//! uuid, label arrays) only rule rows out, and the executor rechecks.
+//!
 //! A distance range (`WHERE embedding <<->> sphere(q, r)`) is an index
 //! condition too: its center is the query when there is no ORDER BY, and a
 //! scan whose query is the range's center ends at the first row past the
@@ -322,7 +329,12 @@ impl Search {
     /// hold the same vector with other values).
     fn read_graph(&mut self) -> Option<(f32, Vec<Tid>)> {
         loop {
-            let limit = self.walk_budget.map_or(self.limit, |b| b.min(self.limit));
+            // Only a coded walk is held to the budget (it can tell how far
+            // it got); a plain one keeps `max_scan_tuples`.
+            let limit = match (&self.scan, self.walk_budget) {
+                (Walk::Coded { .. }, Some(budget)) => budget.min(self.limit),
+                _ => self.limit,
+            };
             let next = self.scan.next(&self.graph, &self.query, limit);
             if let Some(budget) = self.walk_budget.take() {
                 // The first round of a filtered walk: if it ran out of
@@ -445,11 +457,12 @@ fn plan_filtered(graph: &PageGraph, values: &Directory, ef: usize) -> FilteredPl
     let n = f64::from(n);
     // In units of one expanded node (a page, an exact distance and a list
     // of estimates, about 3 µs at 384 dimensions): a walk reads about
-    // `4·ef / s` nodes (an unfiltered one about 4.75·ef on MiniLM-384); a
+    // `8·ef / s` nodes (an unfiltered one about 4.75·ef on MiniLM-384;
+    // filtered ones wander more, GloVe-50's more than 20·ef / s); a
     // page of words or codes costs about 0.6 of a node, a candidate's slot
     // and distance 0.5, an estimate from the region's codes 0.04 (then
     // about `2·ef` of the candidates are measured), as measured there.
-    let walk = (4.0 * ef as f64 / share).min(n);
+    let walk = (8.0 * ef as f64 / share).min(n);
     let coded = values.shape.entry > 0 && graph.quantizer.is_some();
     let pass = if values.chunks.is_empty() {
         n / graph.geometry.nodes_per_page.max(1) as f64 * 0.6 + share * n * 0.5

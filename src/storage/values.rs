@@ -25,7 +25,7 @@
 //! NULL values are stored as 0 (the slot's NULL flags rule them out).
 
 use super::buffer::{self, Block, BulkWriter, PageRead, WalBatch, MAX_BATCH_PAGES};
-use super::filter::{write_words, Filter};
+use super::filter::{write_words, Filter, Test};
 use super::graph::chain_error;
 use super::layout::{self, chain_link, Geometry, Meta, PageKind, INVALID_BLOCK, PAYLOAD};
 use super::meta::put_graph_fields;
@@ -343,10 +343,40 @@ fn scan_chunk(
     let mut pass = vec![true; len];
     for c in &filter.conditions {
         let page = PageRead::new(rel, first + c.col as u32);
-        let words = layout::payload(page.bytes())[..8 * len].chunks_exact(8);
-        for (keep, word) in pass.iter_mut().zip(words) {
-            let word = u64::from_ne_bytes(word.try_into().unwrap_or_default());
-            *keep = *keep && c.test.passes(word);
+        let bytes = &layout::payload(page.bytes())[..8 * len];
+        // Pages are 8-byte aligned in shared buffers, and so their payload:
+        // read as words in place (the loops below then vectorise).
+        let copied: Vec<u64>;
+        let words: &[u64] = match bytemuck::try_cast_slice::<u8, u64>(bytes) {
+            Ok(words) => words,
+            Err(_) => {
+                copied = bytes
+                    .chunks_exact(8)
+                    .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()))
+                    .collect();
+                &copied
+            }
+        };
+        let words = words.iter().copied();
+        // The common tests as tight loops (most of an exact pass over a
+        // large index is this), the rest through `Test::passes`.
+        match &c.test {
+            Test::AnyOf(v) if v.len() == 1 => {
+                let v = v[0];
+                for (keep, word) in pass.iter_mut().zip(words) {
+                    *keep &= word == v;
+                }
+            }
+            &Test::Between(lo, hi) => {
+                for (keep, word) in pass.iter_mut().zip(words) {
+                    *keep &= lo <= word as i64 && word as i64 <= hi;
+                }
+            }
+            test => {
+                for (keep, word) in pass.iter_mut().zip(words) {
+                    *keep &= test.passes(word);
+                }
+            }
         }
     }
     out.extend(
