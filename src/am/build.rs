@@ -492,6 +492,7 @@ fn inject_panic_for_tests() {
 /// Writes a built graph as a fresh index: metapage, overflow pages of
 /// duplicate TIDs, the node region as one extent, the upper region as one
 /// extent; then the real metapage.
+#[allow(clippy::too_many_arguments)]
 fn write_index(
     index: Index,
     graph: &MemoryGraph,

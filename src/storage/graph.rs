@@ -188,7 +188,7 @@ impl PageGraph {
         }
         let per = g.nodes_per_page as u32;
         for first in (0..n).step_by(per as usize) {
-            if (first / per) % 64 == 0 {
+            if (first / per).is_multiple_of(64) {
                 pgrx::check_for_interrupts!();
             }
             let (block, _) = self.node_location(first);

@@ -168,7 +168,7 @@ mod tests {
         run("SET LOCAL enable_seqscan = on");
         assert_eq!(without, 30);
         assert!(
-            with >= 28 && with <= 30,
+            (28..=30).contains(&with),
             "{with} of 30 rows in range and filter"
         );
         // A row whose filter value is NULL is found without a condition
