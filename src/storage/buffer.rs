@@ -571,3 +571,12 @@ pub fn prefetch_bytes(bytes: &[u8]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
 }
+
+/// The error for an on-disk chain longer than any sound index has.
+pub fn chain_error(what: &str, at: u32) -> crate::error::SqlError {
+    crate::error::SqlError::new(
+        crate::error::SqlState::IndexCorrupted,
+        format!("vhnsw index is corrupt: the {what} of {at} does not end"),
+    )
+    .with_detail("REINDEX the index.")
+}

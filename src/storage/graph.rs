@@ -8,7 +8,7 @@
 //! that snapshot were published later and are not followed. Every change
 //! goes through the graph writer (`writer.rs`).
 
-use super::buffer::{Block, PageRead, Pinned};
+use super::buffer::{chain_error, Block, PageRead, Pinned};
 use super::filter::{read_words, write_words, Filter};
 use super::layout::EntryShape;
 use super::layout::{
@@ -18,7 +18,7 @@ use super::layout::{
 use super::meta::{params_of, read_meta};
 use super::values::Directory;
 use super::Index;
-use crate::error::{SqlError, SqlResult};
+use crate::error::SqlResult;
 use std::cell::RefCell;
 
 use vdb_core::hnsw::cache::VectorCache;
@@ -395,15 +395,6 @@ impl PageGraph {
     ) -> Option<NodeTids> {
         (self.distance(query, c.node) == c.distance).then(|| self.tids(c.node))
     }
-}
-
-/// The error for an on-disk chain longer than any sound index has.
-pub fn chain_error(what: &str, at: u32) -> SqlError {
-    SqlError::new(
-        crate::error::SqlState::IndexCorrupted,
-        format!("vhnsw index is corrupt: the {what} of {at} does not end"),
-    )
-    .with_detail("REINDEX the index.")
 }
 
 /// The code entries of a level-0 list: each neighbour's vector coded

@@ -6,9 +6,8 @@
 //! after. Appenders lock the tail page, and the metapage only to chain a
 //! new page. Readers hold one share lock at a time.
 
-use super::buffer::{self, Block, PageRead, WalBatch};
+use super::buffer::{self, chain_error, Block, PageRead, WalBatch};
 use super::filter::{read_words, write_words};
-use super::graph::chain_error;
 use super::layout::{
     self, EntryShape, Meta, PageKind, PendingEntry, PendingHeader, Tid, INVALID_BLOCK,
     MERGE_REQUEST_SECS, META_BLOCK, PENDING_DEAD, PENDING_HEADER, PENDING_MERGED,

@@ -24,9 +24,8 @@
 //! its slot's pass, cannot: the words precede the publication in the WAL.
 //! NULL values are stored as 0 (the slot's NULL flags rule them out).
 
-use super::buffer::{self, Block, BulkWriter, PageRead, WalBatch, MAX_BATCH_PAGES};
+use super::buffer::{self, chain_error, Block, BulkWriter, PageRead, WalBatch, MAX_BATCH_PAGES};
 use super::filter::{write_words, Filter, Test};
-use super::graph::chain_error;
 use super::layout::{self, chain_link, Geometry, Meta, PageKind, INVALID_BLOCK, PAYLOAD};
 use super::meta::put_graph_fields;
 use super::Index;
