@@ -9,28 +9,13 @@ mod support;
 
 use postgres::Client;
 use std::time::Duration;
-use support::Cluster;
+use support::{fail_at, Cluster};
 
 /// Each way a failpoint ends the statement it fires in.
 const MODES: [&str; 2] = ["", ":panic"];
 
 fn cluster(name: &str) -> Cluster {
-    support::require_vdb();
-    // The merge worker sleeps: merges happen when a test says so.
-    // No JIT: thousands of lookups at a high ef_search would each compile.
-    let cluster = Cluster::start(
-        name,
-        &[
-            "vhnsw.merge_naptime = '1h'",
-            "autovacuum = off",
-            "jit = off",
-        ],
-    );
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE EXTENSION vdb")
-        .expect("create extension");
-    cluster
+    support::quiet_cluster(name)
 }
 
 /// Dimensions of most tests' rows: wide enough for level-0 lists to
@@ -62,22 +47,6 @@ fn insert(c: &mut Client, dims: usize, from: i32, n: i32) {
         &[&from, &(from + n - 1)],
     )
     .expect("insert");
-}
-
-/// Runs `statement` with `failpoint` set; it must fail. After a PANIC
-/// the server restarts by itself: reconnect once recovery is done.
-fn fail_at(cluster: &Cluster, c: &mut Client, failpoint: &str, statement: &str) -> Client {
-    c.batch_execute(&format!("SET vhnsw.failpoint = '{failpoint}'"))
-        .expect("set failpoint");
-    let result = c.batch_execute(statement);
-    assert!(result.is_err(), "{statement} with {failpoint} succeeded");
-    if failpoint.ends_with(":panic") {
-        // Let the postmaster notice and start recovery before reconnecting.
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let mut fresh = cluster.connect("postgres");
-    fresh.batch_execute("RESET vhnsw.failpoint").expect("reset");
-    fresh
 }
 
 /// Every row of `t` that a test wrote (and a sample of the rest) is found

@@ -8,26 +8,12 @@
 mod support;
 
 use postgres::Client;
-use std::time::Duration;
-use support::Cluster;
+use support::{fail_at, Cluster};
 
 const DIMS: usize = 32;
 
 fn cluster(name: &str) -> Cluster {
-    support::require_vdb();
-    let cluster = Cluster::start(
-        name,
-        &[
-            "vhnsw.merge_naptime = '1h'",
-            "autovacuum = off",
-            "jit = off",
-        ],
-    );
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE EXTENSION vdb")
-        .expect("create extension");
-    cluster
+    support::quiet_cluster(name)
 }
 
 /// `t(id, v, k int4, tag text)` with `n` seeded rows and two composite
@@ -44,23 +30,6 @@ fn table(c: &mut Client, n: usize) {
          CREATE INDEX t_l2 ON t USING vhnsw (v vector_l2_ops, k);"
     ))
     .expect("table");
-}
-
-/// Runs `statement` with `failpoint` set; it must fail. After a PANIC
-/// the server restarts by itself: reconnect once recovery is done.
-fn fail_at(cluster: &Cluster, c: &mut Client, failpoint: &str, statement: &str) -> Client {
-    c.batch_execute(&format!("SET vhnsw.failpoint = '{failpoint}'"))
-        .expect("set failpoint");
-    assert!(
-        c.batch_execute(statement).is_err(),
-        "{statement} with {failpoint} succeeded"
-    );
-    if failpoint.ends_with(":panic") {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let mut fresh = cluster.connect("postgres");
-    fresh.batch_execute("RESET vhnsw.failpoint").expect("reset");
-    fresh
 }
 
 /// Every row is the first answer for its own vector under its own `k`

@@ -320,3 +320,45 @@ pub fn explain(client: &mut postgres::Client, options: &str, query: &str) -> Str
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A cluster for write-path tests, with vdb created: the merge worker
+/// sleeps (merges happen when a test says so), autovacuum is off, and so
+/// is JIT (thousands of lookups at a high ef_search would each compile).
+pub fn quiet_cluster(name: &str) -> Cluster {
+    require_vdb();
+    let cluster = Cluster::start(
+        name,
+        &[
+            "vhnsw.merge_naptime = '1h'",
+            "autovacuum = off",
+            "jit = off",
+        ],
+    );
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE EXTENSION vdb")
+        .expect("create extension");
+    cluster
+}
+
+/// Runs `statement` with the test build's `vhnsw.failpoint` set to
+/// `failpoint`; it must fail. After a PANIC the server restarts by itself:
+/// the fresh connection returned is made once recovery is done.
+pub fn fail_at(
+    cluster: &Cluster,
+    c: &mut postgres::Client,
+    failpoint: &str,
+    statement: &str,
+) -> postgres::Client {
+    c.batch_execute(&format!("SET vhnsw.failpoint = '{failpoint}'"))
+        .expect("set failpoint");
+    let result = c.batch_execute(statement);
+    assert!(result.is_err(), "{statement} with {failpoint} succeeded");
+    if failpoint.ends_with(":panic") {
+        // Let the postmaster notice and start recovery before reconnecting.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut fresh = cluster.connect("postgres");
+    fresh.batch_execute("RESET vhnsw.failpoint").expect("reset");
+    fresh
+}
