@@ -1,6 +1,7 @@
 //! A fault-injection loop: writers (inserts, updates, deletes, some rolled
 //! back), merges, VACUUM and CHECKPOINT run against one table with two
-//! `vhnsw` indexes (cosine and L2) until the whole server is SIGKILLed at a
+//! `vhnsw` indexes (cosine, and L2 with `id` as a filter column, so the composite
+//! layout and its value region are under the same faults) until the whole server is SIGKILLed at a
 //! random moment; then it restarts (crash recovery) and is checked against
 //! a model of what the clients saw committed:
 //!
@@ -661,7 +662,7 @@ fn committed_rows_survive_sigkill_during_writes_merges_and_vacuum() {
         client
             .batch_execute(
                 "CREATE INDEX t_cos_idx ON t USING vhnsw (v vector_cosine_ops);
-                 CREATE INDEX t_l2_idx ON t USING vhnsw (v vector_l2_ops);
+                 CREATE INDEX t_l2_idx ON t USING vhnsw (v vector_l2_ops, id);
                  ANALYZE t;",
             )
             .expect("indexes");
