@@ -12,5 +12,6 @@ mod io;
 mod knn;
 mod ranges;
 mod security;
+mod sparsevec;
 mod support;
 mod write_path;

@@ -1,0 +1,2 @@
+-- vdb: distances over PostgreSQL's own bit type, as pgvector defines them.
+-- Loaded after vdb.sql.

@@ -1,0 +1,2 @@
+-- vdb: the halfvec type (half-precision vectors) and its SQL surface,
+-- following pgvector's names, formats and errors. Loaded after vdb.sql.

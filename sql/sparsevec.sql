@@ -1,0 +1,2 @@
+-- vdb: the sparsevec type (sparse vectors) and its SQL surface, following
+-- pgvector's names, formats and errors. Loaded after halfvec.sql.

@@ -1,0 +1,1 @@
+//! The `halfvec` type: pgvector-compatible vectors of IEEE half floats.

@@ -1,0 +1,1 @@
+//! The `sparsevec` type: pgvector-compatible sparse vectors.

@@ -1,0 +1,1 @@
+//! `sparsevec`: I/O, operators, functions, casts and errors against pgvector's surface.
