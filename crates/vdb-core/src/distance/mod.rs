@@ -9,6 +9,8 @@
 //! Every function expects slices of equal length; callers check dimensions
 //! first (the SQL layer raises a user-facing error when they differ).
 
+pub mod bits;
+pub mod half;
 pub mod scalar;
 
 use simsimd::SpatialSimilarity;

@@ -5,8 +5,15 @@
 //! stores unit vectors and uses `1 − a·b`, Poincaré uses the argument of
 //! `acosh` (`|u−v|²·αu·αv` with `α = 1/(1−|v|²)`, precomputed per point and
 //! kept as the point's `aux`).
+//!
+//! `halfvec` and `bit` indexes keep their values packed into the `f32`
+//! words of a point: two halves per word ([`Metric::is_half`]) or 32 bits
+//! per word ([`Metric::is_bits`]), so the pages, the pending list and the
+//! graph store them at their own size without knowing the element type.
+//! Such words are bit patterns, not numbers: only this module reads them,
+//! and nothing else does arithmetic on them (they carry no codes).
 
-use crate::distance;
+use crate::distance::{self, bits, half};
 
 /// The distance an index is built for (one per operator class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,6 +24,14 @@ pub enum Metric {
     Cosine = 3,
     L1 = 4,
     Poincare = 5,
+    HalfL2 = 6,
+    HalfInnerProduct = 7,
+    HalfCosine = 8,
+    HalfL1 = 9,
+    /// Bits that differ (`bit_hamming_ops`).
+    Hamming = 10,
+    /// `1 − |a ∧ b| / |a ∨ b|` (`bit_jaccard_ops`).
+    Jaccard = 11,
 }
 
 /// A vector in the form the graph stores and compares.
@@ -44,6 +59,12 @@ impl Metric {
             3 => Metric::Cosine,
             4 => Metric::L1,
             5 => Metric::Poincare,
+            6 => Metric::HalfL2,
+            7 => Metric::HalfInnerProduct,
+            8 => Metric::HalfCosine,
+            9 => Metric::HalfL1,
+            10 => Metric::Hamming,
+            11 => Metric::Jaccard,
             _ => return None,
         })
     }
@@ -52,11 +73,37 @@ impl Metric {
         self as u8
     }
 
-    /// Turns a raw vector into its stored form.
+    /// Whether points hold halves, two per word.
+    pub fn is_half(self) -> bool {
+        matches!(
+            self,
+            Metric::HalfL2 | Metric::HalfInnerProduct | Metric::HalfCosine | Metric::HalfL1
+        )
+    }
+
+    /// Whether points hold bits, 32 per word.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Metric::Hamming | Metric::Jaccard)
+    }
+
+    /// Words a stored point of `dims` dimensions takes.
+    pub fn stored_len(self, dims: usize) -> usize {
+        if self.is_half() {
+            dims.div_ceil(2)
+        } else if self.is_bits() {
+            dims.div_ceil(32)
+        } else {
+            dims
+        }
+    }
+
+    /// Turns a raw vector into its stored form. For `bit` indexes the raw
+    /// vector has one element per bit, 0 or 1; for `halfvec` ones each
+    /// element is a half's exact value.
     pub fn prepare(self, raw: &[f32]) -> Result<Point, Unindexable> {
         let mut vec = raw.to_vec();
         let aux = match self {
-            Metric::Cosine => {
+            Metric::Cosine | Metric::HalfCosine => {
                 let norm = distance::norm_squared(&vec).sqrt();
                 if norm == 0.0 {
                     return Err(Unindexable::ZeroVector);
@@ -73,8 +120,20 @@ impl Metric {
                 }
                 (1.0 / (1.0 - nn)) as f32
             }
-            Metric::L2 | Metric::InnerProduct | Metric::L1 => 0.0,
+            Metric::L2
+            | Metric::InnerProduct
+            | Metric::L1
+            | Metric::HalfL2
+            | Metric::HalfInnerProduct
+            | Metric::HalfL1
+            | Metric::Hamming
+            | Metric::Jaccard => 0.0,
         };
+        if self.is_half() {
+            vec = pack_halves(&vec);
+        } else if self.is_bits() {
+            vec = pack_bits(&vec);
+        }
         Ok(Point { vec, aux })
     }
 
@@ -87,6 +146,12 @@ impl Metric {
             Metric::Cosine => 1.0 - distance::dot(a, b),
             Metric::L1 => distance::l1(a, b),
             Metric::Poincare => distance::l2_squared(a, b) * f64::from(a_aux) * f64::from(b_aux),
+            Metric::HalfL2 => half::l2_squared(halves(a), halves(b)),
+            Metric::HalfInnerProduct => -half::dot(halves(a), halves(b)),
+            Metric::HalfCosine => 1.0 - half::dot(halves(a), halves(b)),
+            Metric::HalfL1 => half::l1(halves(a), halves(b)),
+            Metric::Hamming => bits::hamming(words(a), words(b)),
+            Metric::Jaccard => bits::jaccard(words(a), words(b)),
         }) as f32
     }
 
@@ -100,15 +165,67 @@ impl Metric {
     /// for a `d` no point is within).
     pub fn ranking_bound(self, d: f64) -> f64 {
         match self {
-            Metric::L2 if d < 0.0 => -1.0,
-            Metric::L2 => d * d,
+            Metric::L2 | Metric::HalfL2 if d < 0.0 => -1.0,
+            Metric::L2 | Metric::HalfL2 => d * d,
             // Cosine ranks unit vectors by 1 − a·b, the cosine distance.
-            Metric::InnerProduct | Metric::Cosine | Metric::L1 => d,
+            Metric::InnerProduct
+            | Metric::Cosine
+            | Metric::L1
+            | Metric::HalfInnerProduct
+            | Metric::HalfCosine
+            | Metric::HalfL1
+            | Metric::Hamming
+            | Metric::Jaccard => d,
             Metric::Poincare if d < 0.0 => -1.0,
             // d = acosh(1 + 2·δ), δ the ranking distance.
             Metric::Poincare => (d.cosh() - 1.0) / 2.0,
         }
     }
+}
+
+/// Rounds each element to a half and packs two per word; an odd count
+/// gets a zero half, which adds nothing to any distance.
+fn pack_halves(raw: &[f32]) -> Vec<f32> {
+    let mut halves: Vec<u16> = raw.iter().map(|&x| half::from_f32(x)).collect();
+    if halves.len() % 2 == 1 {
+        halves.push(0);
+    }
+    bytemuck::cast_slice::<u16, f32>(&halves).to_vec()
+}
+
+/// Packs 0/1 elements 32 to a word, first element in the highest bit.
+fn pack_bits(raw: &[f32]) -> Vec<f32> {
+    raw.chunks(32)
+        .map(|chunk| {
+            let word =
+                chunk.iter().enumerate().fold(
+                    0u32,
+                    |w, (i, &x)| {
+                        if x != 0.0 {
+                            w | (1 << (31 - i))
+                        } else {
+                            w
+                        }
+                    },
+                );
+            f32::from_bits(word)
+        })
+        .collect()
+}
+
+fn halves(words: &[f32]) -> &[u16] {
+    bytemuck::cast_slice(words)
+}
+
+fn words(packed: &[f32]) -> &[u32] {
+    bytemuck::cast_slice(packed)
+}
+
+/// Whether two stored points are the same value: compared bit for bit,
+/// as packed words are patterns, not numbers (and a `-0.0` half or bit
+/// string differs from `0.0`).
+pub fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    words(a) == words(b)
 }
 
 #[cfg(test)]
@@ -173,6 +290,80 @@ mod tests {
         }
     }
 
+    /// Values exact in half precision, so half metrics see what SQL sees.
+    fn halves_exact(rng: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *rng = crate::hnsw::splitmix64(*rng);
+                ((*rng % 2001) as f32 - 1000.0) / 256.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn half_metrics_match_float_ones() {
+        let mut rng = 11u64;
+        for n in [1, 2, 3, 7, 64, 385] {
+            let (q, p) = (halves_exact(&mut rng, n), halves_exact(&mut rng, n));
+            for (half, float) in [
+                (Metric::HalfL2, Metric::L2),
+                (Metric::HalfInnerProduct, Metric::InnerProduct),
+                (Metric::HalfCosine, Metric::Cosine),
+                (Metric::HalfL1, Metric::L1),
+            ] {
+                let (hq, hp) = (half.prepare(&q).expect("ok"), half.prepare(&p).expect("ok"));
+                assert_eq!(hq.vec.len(), half.stored_len(n));
+                let want = float.between(
+                    &float.prepare(&q).expect("ok"),
+                    &float.prepare(&p).expect("ok"),
+                );
+                let got = half.between(&hq, &hp);
+                // Cosine rounds the unit vectors to halves.
+                let tol = if half == Metric::HalfCosine {
+                    2e-3
+                } else {
+                    1e-4 * want.abs().max(1.0)
+                };
+                assert!((got - want).abs() <= tol, "{half:?} n={n}: {got} vs {want}");
+            }
+        }
+        assert_eq!(
+            Metric::HalfCosine.prepare(&[0.0, 0.0, 0.0]),
+            Err(Unindexable::ZeroVector)
+        );
+    }
+
+    #[test]
+    fn bit_metrics_count_bits() {
+        let a: Vec<f32> = (0..70).map(|i| f32::from(i % 3 == 0)).collect();
+        let b: Vec<f32> = (0..70).map(|i| f32::from(i % 2 == 0)).collect();
+        let (mut both, mut either, mut differ) = (0, 0, 0);
+        for (x, y) in a.iter().zip(&b) {
+            both += u32::from(*x == 1.0 && *y == 1.0);
+            either += u32::from(*x == 1.0 || *y == 1.0);
+            differ += u32::from(x != y);
+        }
+        let (pa, pb) = (
+            Metric::Hamming.prepare(&a).expect("ok"),
+            Metric::Hamming.prepare(&b).expect("ok"),
+        );
+        assert_eq!(pa.vec.len(), 3);
+        assert_eq!(Metric::Hamming.between(&pa, &pb), differ as f32);
+        let (ja, jb) = (
+            Metric::Jaccard.prepare(&a).expect("ok"),
+            Metric::Jaccard.prepare(&b).expect("ok"),
+        );
+        let want = 1.0 - f64::from(both) / f64::from(either);
+        assert!((f64::from(Metric::Jaccard.between(&ja, &jb)) - want).abs() < 1e-6);
+        // A string whose bits make a NaN or -0.0 pattern is still itself.
+        let nan_like: Vec<f32> = (0..32).map(|i| f32::from(i < 10)).collect();
+        let p = Metric::Hamming.prepare(&nan_like).expect("ok");
+        assert!(p.vec[0].is_nan());
+        assert!(same_bits(&p.vec, &p.vec.clone()));
+        assert_eq!(Metric::Hamming.between(&p, &p), 0.0);
+        assert!(!same_bits(&[-0.0], &[0.0]));
+    }
+
     #[test]
     fn unindexable_vectors() {
         assert_eq!(
@@ -184,9 +375,9 @@ mod tests {
             Err(Unindexable::OutsideUnitBall)
         );
         assert!(Metric::L2.prepare(&[0.0, 0.0]).is_ok());
-        for code in 1..=5 {
+        for code in 1..=11 {
             assert_eq!(Metric::from_code(code).map(Metric::code), Some(code));
         }
-        assert_eq!(Metric::from_code(9), None);
+        assert_eq!(Metric::from_code(12), None);
     }
 }

@@ -25,7 +25,7 @@ pub mod search;
 pub mod select;
 pub mod visited;
 
-pub use metric::{Metric, Point, Unindexable};
+pub use metric::{same_bits, Metric, Point, Unindexable};
 
 /// Dense node number; a node's storage position follows from it.
 pub type NodeId = u32;

@@ -485,7 +485,7 @@ impl Quantizer {
             Metric::L2 => Some(l2),
             Metric::Cosine => Some(l2 / 2.0),
             Metric::InnerProduct => Some(-(f.sq + query.sq - l2) / 2.0),
-            Metric::L1 | Metric::Poincare => None,
+            _ => None,
         }
     }
 }
