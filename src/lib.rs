@@ -13,17 +13,29 @@ pub mod error;
 mod failpoint;
 pub mod fmgr;
 pub mod halfvec;
-pub mod storage;
 pub mod sparsevec;
+pub mod storage;
 mod threads;
 pub mod vector;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/vdb.sql", name = "vdb_sql", bootstrap);
-pgrx::extension_sql_file!("../sql/halfvec.sql", name = "halfvec_sql", requires = ["vdb_sql"]);
-pgrx::extension_sql_file!("../sql/bit.sql", name = "bit_sql", requires = ["halfvec_sql"]);
-pgrx::extension_sql_file!("../sql/sparsevec.sql", name = "sparsevec_sql", requires = ["bit_sql"]);
+pgrx::extension_sql_file!(
+    "../sql/halfvec.sql",
+    name = "halfvec_sql",
+    requires = ["vdb_sql"]
+);
+pgrx::extension_sql_file!(
+    "../sql/bit.sql",
+    name = "bit_sql",
+    requires = ["halfvec_sql"]
+);
+pgrx::extension_sql_file!(
+    "../sql/sparsevec.sql",
+    name = "sparsevec_sql",
+    requires = ["bit_sql"]
+);
 
 /// Registers the GUCs and index options when the library is loaded.
 #[pgrx::pg_guard]

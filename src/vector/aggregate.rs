@@ -96,26 +96,29 @@ fn new_state(n: f64, sums: &[f64]) -> Datum {
 
 pg_fn! {
     /// `vector_accum(double precision[], vector)`: `avg`'s transition.
-    fn vdb_vector_accum(args) {
-        let mut state = State::from_arg(&args, 0)?;
-        let v = args.vector(1)?;
-        let n = state.count() + 1.0;
-        if state.sums().is_empty() {
-            let sums: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-            return Ok(new_state(n, &sums));
-        }
-        check_typmod(state.sums().len() as i32, v.len())?;
-        if args.in_aggregate() {
-            // The state belongs to the aggregate: update it in place rather
-            // than copying dim + 1 doubles per row.
-            accumulate(state.sums(), v.iter().map(|&x| f64::from(x)))?;
-            state.values()[0] = n;
-            return Ok(Datum::from(state.array));
-        }
-        let mut sums = state.sums().to_vec();
-        accumulate(&mut sums, v.iter().map(|&x| f64::from(x)))?;
-        Ok(new_state(n, &sums))
+    fn vdb_vector_accum(args) { accumulate_row(&args, args.vector(1)?) }
+}
+
+/// `avg`'s transition for a row `v` (of any vector type) into the state,
+/// argument 0.
+pub(crate) fn accumulate_row(args: &Args, v: &[f32]) -> SqlResult<Datum> {
+    let mut state = State::from_arg(args, 0)?;
+    let n = state.count() + 1.0;
+    if state.sums().is_empty() {
+        let sums: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+        return Ok(new_state(n, &sums));
     }
+    check_typmod(state.sums().len() as i32, v.len())?;
+    if args.in_aggregate() {
+        // The state belongs to the aggregate: update it in place rather
+        // than copying dim + 1 doubles per row.
+        accumulate(state.sums(), v.iter().map(|&x| f64::from(x)))?;
+        state.values()[0] = n;
+        return Ok(Datum::from(state.array));
+    }
+    let mut sums = state.sums().to_vec();
+    accumulate(&mut sums, v.iter().map(|&x| f64::from(x)))?;
+    Ok(new_state(n, &sums))
 }
 
 pg_fn! {
@@ -145,15 +148,24 @@ pg_fn! {
 pg_fn! {
     /// `vector_avg(double precision[])`: `avg`'s final function; NULL for no rows.
     fn vdb_vector_avg(args) {
-        let mut state = State::from_arg(&args, 0)?;
-        let n = state.count();
-        if n == 0.0 {
+        let Some((n, sums)) = final_state(&args)? else {
             return Ok(args.return_null());
-        }
-        check_dim(state.sums().len())?;
-        let values = mean(n, state.sums())?;
+        };
+        let values = mean(n, &sums)?;
         Ok(NewVector::from_slice(&values).into_datum())
     }
+}
+
+/// The row count and sums of the state, argument 0, of an `avg`; `None`
+/// for no rows.
+pub(crate) fn final_state(args: &Args) -> SqlResult<Option<(f64, Vec<f64>)>> {
+    let mut state = State::from_arg(args, 0)?;
+    let n = state.count();
+    if n == 0.0 {
+        return Ok(None);
+    }
+    check_dim(state.sums().len())?;
+    Ok(Some((n, state.sums().to_vec())))
 }
 
 #[cfg(test)]

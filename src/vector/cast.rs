@@ -48,7 +48,7 @@ struct ElementType {
 ///
 /// # Safety
 /// `array` must point to a valid, detoasted array.
-unsafe fn array_datums(array: *mut pg_sys::ArrayType) -> SqlResult<(Oid, Vec<Datum>)> {
+pub(crate) unsafe fn array_datums(array: *mut pg_sys::ArrayType) -> SqlResult<(Oid, Vec<Datum>)> {
     // SAFETY: (caller) array is a valid detoasted ArrayType.
     let (ndim, oid) = unsafe { ((*array).ndim, (*array).elemtype) };
     if ndim > 1 {
@@ -97,7 +97,7 @@ unsafe fn array_datums(array: *mut pg_sys::ArrayType) -> SqlResult<(Oid, Vec<Dat
 }
 
 /// Converts array elements to vector elements, by element type.
-fn datums_to_elements(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
+pub(crate) fn datums_to_elements(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
     let float4 = |d: &Datum| f32::from_bits(d.value() as u32);
     let values: Vec<f32> = match oid {
         pg_sys::INT4OID => datums.iter().map(|d| d.value() as i32 as f32).collect(),
@@ -124,7 +124,7 @@ fn datums_to_elements(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
 
 /// The element types a vector casts to.
 #[derive(Clone, Copy)]
-enum ArrayElement {
+pub(crate) enum ArrayElement {
     Real,
     Double,
     Integer,
@@ -161,7 +161,7 @@ fn element_to_numeric(x: f32) -> Datum {
 }
 
 /// Builds a 1-D array of the given element type from vector elements.
-fn elements_to_array(values: &[f32], element: ArrayElement) -> SqlResult<Datum> {
+pub(crate) fn elements_to_array(values: &[f32], element: ArrayElement) -> SqlResult<Datum> {
     let mut datums: Vec<Datum> = match element {
         ArrayElement::Real => values.iter().map(|&x| Datum::from(x.to_bits())).collect(),
         ArrayElement::Double => values

@@ -68,8 +68,13 @@ pub fn l2_normalize(a: &[f32], out: &mut [f32]) -> SqlResult<()> {
 
 /// The 1-based range `start .. start + count` of `a`, clipped to the vector
 /// like `substring`; an empty result is an error.
-pub fn subvector_range(dim: usize, start: i32, count: i32) -> SqlResult<std::ops::Range<usize>> {
-    let empty = || SqlError::data("vector must have at least 1 dimension");
+pub fn subvector_range(
+    dim: usize,
+    start: i32,
+    count: i32,
+    type_name: &str,
+) -> SqlResult<std::ops::Range<usize>> {
+    let empty = || SqlError::data(format!("{type_name} must have at least 1 dimension"));
     if count < 1 {
         return Err(empty());
     }
@@ -177,7 +182,7 @@ pg_fn! {
     /// `subvector(vector, integer, integer)`
     fn vdb_subvector(args) {
         let a = args.vector(0)?;
-        let range = subvector_range(a.len(), args.int32(1), args.int32(2))?;
+        let range = subvector_range(a.len(), args.int32(1), args.int32(2), "vector")?;
         Ok(NewVector::from_slice(&a[range]).into_datum())
     }
 }
@@ -249,15 +254,17 @@ mod tests {
 
     #[test]
     fn subvector_is_one_based_and_clipped() {
-        assert_eq!(subvector_range(5, 1, 3), Ok(0..3));
-        assert_eq!(subvector_range(5, 3, 10), Ok(2..5));
-        assert_eq!(subvector_range(5, -1, 3), Ok(0..1));
-        assert_eq!(subvector_range(5, 5, 1), Ok(4..5));
-        assert!(subvector_range(5, 6, 1).is_err());
-        assert!(subvector_range(5, 1, 0).is_err());
-        assert!(subvector_range(5, -5, 3).is_err());
+        assert_eq!(subvector_range(5, 1, 3, "vector"), Ok(0..3));
+        assert_eq!(subvector_range(5, 3, 10, "vector"), Ok(2..5));
+        assert_eq!(subvector_range(5, -1, 3, "vector"), Ok(0..1));
+        assert_eq!(subvector_range(5, 5, 1, "vector"), Ok(4..5));
+        assert!(subvector_range(5, 6, 1, "vector").is_err());
+        assert!(subvector_range(5, 1, 0, "vector").is_err());
+        assert!(subvector_range(5, -5, 3, "vector").is_err());
         assert_eq!(
-            subvector_range(5, i32::MAX, i32::MAX).unwrap_err().state,
+            subvector_range(5, i32::MAX, i32::MAX, "vector")
+                .unwrap_err()
+                .state,
             SqlState::DataException
         );
     }

@@ -5,7 +5,7 @@
 //! (shortest round-trip decimal, `1e-05`, `1.234567e+06`), so the text is
 //! byte-identical with pgvector's and `v::text::vector = v` always holds.
 
-use super::{check_dim, check_element, check_typmod, too_many_dimensions, MAX_DIM};
+use super::{check_dim, check_element, check_typmod, MAX_DIM};
 use crate::error::{SqlError, SqlResult, SqlState};
 use crate::fmgr::{cstring_datum, pg_fn, push_real, NewVector};
 
@@ -14,11 +14,11 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
-fn syntax_error(input: &[u8]) -> SqlError {
+fn syntax_error(input: &[u8], type_name: &str) -> SqlError {
     SqlError::new(
         SqlState::InvalidTextRepresentation,
         format!(
-            "invalid input syntax for type vector: \"{}\"",
+            "invalid input syntax for type {type_name}: \"{}\"",
             String::from_utf8_lossy(input)
         ),
     )
@@ -26,6 +26,21 @@ fn syntax_error(input: &[u8]) -> SqlError {
 
 /// Parses the text form of a vector, checking each element and the typmod.
 pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
+    let values = parse_list(input, "vector", parse_element)?;
+    check_dim(values.len())?;
+    check_typmod(typmod, values.len())?;
+    Ok(values)
+}
+
+/// Parses `[x0, x1, ...]` for a vector type named `type_name` (in its
+/// errors), each element with `element`, which returns `None` for a token
+/// that is no number. At most [`MAX_DIM`] elements.
+pub(crate) fn parse_list<T>(
+    input: &[u8],
+    type_name: &str,
+    mut element: impl FnMut(&str) -> SqlResult<Option<T>>,
+) -> SqlResult<Vec<T>> {
+    let syntax_error = |input: &[u8]| syntax_error(input, type_name);
     let mut pos = 0;
     let skip_spaces = |pos: &mut usize| {
         while input.get(*pos).copied().is_some_and(is_space) {
@@ -40,7 +55,9 @@ pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
     pos += 1;
     skip_spaces(&mut pos);
     if input.get(pos) == Some(&b']') {
-        return Err(SqlError::data("vector must have at least 1 dimension"));
+        return Err(SqlError::data(format!(
+            "{type_name} must have at least 1 dimension"
+        )));
     }
 
     // One allocation: as many elements as separators allow.
@@ -48,7 +65,10 @@ pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
     let mut values = Vec::with_capacity((commas + 1).min(MAX_DIM));
     loop {
         if values.len() == MAX_DIM {
-            return Err(too_many_dimensions());
+            return Err(SqlError::new(
+                SqlState::ProgramLimitExceeded,
+                format!("{type_name} cannot have more than {MAX_DIM} dimensions"),
+            ));
         }
         skip_spaces(&mut pos);
         let start = pos;
@@ -58,7 +78,8 @@ pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
         {
             pos += 1;
         }
-        values.push(parse_element(&input[start..pos], input)?);
+        let token = std::str::from_utf8(&input[start..pos]).map_err(|_| syntax_error(input))?;
+        values.push(element(token)?.ok_or_else(|| syntax_error(input))?);
 
         skip_spaces(&mut pos);
         match input.get(pos) {
@@ -75,20 +96,16 @@ pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
     if pos != input.len() {
         return Err(syntax_error(input).with_detail("Junk after closing right brace."));
     }
-    check_dim(values.len())?;
-    check_typmod(typmod, values.len())?;
     Ok(values)
 }
 
 /// Parses one number, rejecting what `real` input rejects (syntax, overflow,
 /// underflow to zero) and what a vector cannot hold (NaN, infinities).
-fn parse_element(token: &[u8], input: &[u8]) -> SqlResult<f32> {
-    let text = std::str::from_utf8(token).map_err(|_| syntax_error(input))?;
-    // Rust's parser is correctly rounded; it rejects hex floats and
-    // underscores, both of which would be unusual in a vector literal.
-    let value: f32 = text.parse().map_err(|_| syntax_error(input))?;
-    let spelled_infinite = text.trim_start_matches(['+', '-']).starts_with(['i', 'I']);
-    if value.is_infinite() && !spelled_infinite {
+fn parse_element(text: &str) -> SqlResult<Option<f32>> {
+    let Some(value) = parse_real(text) else {
+        return Ok(None);
+    };
+    if value.is_infinite() && !spells_infinity(text) {
         return Err(SqlError::out_of_range(format!(
             "\"{text}\" is out of range for type vector"
         )));
@@ -99,7 +116,20 @@ fn parse_element(token: &[u8], input: &[u8]) -> SqlResult<f32> {
         )));
     }
     check_element(value)?;
-    Ok(value)
+    Ok(Some(value))
+}
+
+/// A number as `strtof` reads it (correctly rounded), or `None`. Rust's
+/// parser rejects hex floats and underscores, both of which would be
+/// unusual in a vector literal.
+pub(crate) fn parse_real(text: &str) -> Option<f32> {
+    text.parse().ok()
+}
+
+/// Whether `text` spells an infinity (`inf`, `-Infinity`, ...), as opposed
+/// to a finite number too large for its type.
+pub(crate) fn spells_infinity(text: &str) -> bool {
+    text.trim_start_matches(['+', '-']).starts_with(['i', 'I'])
 }
 
 /// Whether the mantissa of a decimal literal has a digit other than zero.
@@ -143,23 +173,23 @@ pg_fn! {
     /// `vector_typmod_in(cstring[])`
     fn vdb_vector_typmod_in(args) {
         let typmods = args.integer_typmods(0);
-        Ok(pgrx::pg_sys::Datum::from(typmod_from_list(&typmods)?))
+        Ok(pgrx::pg_sys::Datum::from(typmod_from_list(&typmods, "vector")?))
     }
 }
 
-/// Validates the `(n)` of `vector(n)`.
-pub fn typmod_from_list(typmods: &[i32]) -> SqlResult<i32> {
+/// Validates the `(n)` of `vector(n)` (or of the type named `type_name`).
+pub fn typmod_from_list(typmods: &[i32], type_name: &str) -> SqlResult<i32> {
     let [n] = typmods else {
         return Err(SqlError::invalid_parameter("invalid type modifier"));
     };
     if *n < 1 {
-        return Err(SqlError::invalid_parameter(
-            "dimensions for type vector must be at least 1",
-        ));
+        return Err(SqlError::invalid_parameter(format!(
+            "dimensions for type {type_name} must be at least 1"
+        )));
     }
     if *n as usize > MAX_DIM {
         return Err(SqlError::invalid_parameter(format!(
-            "dimensions for type vector cannot exceed {MAX_DIM}"
+            "dimensions for type {type_name} cannot exceed {MAX_DIM}"
         )));
     }
     Ok(*n)
@@ -227,10 +257,10 @@ mod tests {
 
     #[test]
     fn typmod_list() {
-        assert_eq!(typmod_from_list(&[3]), Ok(3));
-        assert!(typmod_from_list(&[]).is_err());
-        assert!(typmod_from_list(&[1, 2]).is_err());
-        assert!(typmod_from_list(&[0]).is_err());
-        assert!(typmod_from_list(&[16001]).is_err());
+        assert_eq!(typmod_from_list(&[3], "vector"), Ok(3));
+        assert!(typmod_from_list(&[], "vector").is_err());
+        assert!(typmod_from_list(&[1, 2], "vector").is_err());
+        assert!(typmod_from_list(&[0], "vector").is_err());
+        assert!(typmod_from_list(&[16001], "vector").is_err());
     }
 }
