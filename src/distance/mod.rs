@@ -10,6 +10,7 @@ use crate::vector::check_same_dims;
 use pgrx::pg_sys::Datum;
 use vdb_core::distance;
 
+pub mod bits;
 pub mod sphere;
 
 /// Applies a kernel to the two `vector` arguments.
