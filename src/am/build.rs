@@ -16,9 +16,8 @@
 use super::columns::Columns;
 use super::options::index_options;
 use super::utils::tid_of;
-use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare};
+use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare, raw_of};
 use crate::error::{SqlError, SqlResult};
-use crate::fmgr::detoast_vector;
 use crate::storage::buffer::{Block, BulkWriter};
 use crate::storage::graph::{code_list, encode_slot, encode_upper, write_overflow};
 use crate::storage::layout::{
@@ -37,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use vdb_core::hnsw::memory::MemoryGraph;
 use vdb_core::hnsw::search::LayerSearch;
-use vdb_core::hnsw::{GraphStore, Metric, NodeId, Params, Point};
+use vdb_core::hnsw::{same_bits, GraphStore, Metric, NodeId, Params, Point};
 
 /// `CREATE INDEX` sub-phases reported in `pg_stat_progress_create_index`.
 pub const PHASE_LOAD: i64 = 2;
@@ -103,7 +102,7 @@ impl BuildState {
         let nodes = self.graph.as_ref().map_or(0, MemoryGraph::len);
         // graph arrays + first TID + hash entry + filter words
         nodes
-            * (MemoryGraph::bytes_per_node(self.dims, self.m)
+            * (MemoryGraph::bytes_per_node(self.stored_dims(), self.m)
                 + 6
                 + 40
                 + 8 * self.columns.words_len())
@@ -117,30 +116,30 @@ impl BuildState {
                 self.drain_backlog()?;
             }
             self.backlog.push((point, words, tid));
-            if self.backlog.len() * (4 * self.dims + 64) > self.budget {
+            if self.backlog.len() * (4 * self.stored_dims() + 64) > self.budget {
                 self.drain_backlog()?;
             }
             return Ok(());
         }
         let hash = hash_vector(&point.vec);
         if self.graph.is_none() {
-            self.graph = Some(MemoryGraph::new(self.params(), self.dims, 0x5eed));
+            self.graph = Some(MemoryGraph::new(self.params(), self.stored_dims(), 0x5eed));
         }
         let used = self.used_bytes();
+        let node_bytes = MemoryGraph::bytes_per_node(self.stored_dims(), self.m);
         let graph = self.graph.as_mut().expect("created above");
         let w = words.len();
         let node_words = |n: NodeId| &self.words[n as usize * w..(n as usize + 1) * w];
         if let Some(nodes) = self.by_hash.get(&hash) {
             if let Some(&node) = nodes
                 .iter()
-                .find(|&&n| graph.vector(n) == point.vec.as_slice() && node_words(n) == words)
+                .find(|&&n| same_bits(graph.vector(n), &point.vec) && node_words(n) == words)
             {
                 self.extra_tids.entry(node).or_default().push(tid);
                 return Ok(());
             }
         }
-        if used + MemoryGraph::bytes_per_node(self.dims, self.m) > self.budget && !graph.is_empty()
-        {
+        if used + node_bytes > self.budget && !graph.is_empty() {
             pgrx::ereport!(
                 NOTICE,
                 pgrx::PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
@@ -189,12 +188,17 @@ impl BuildState {
         Ok(())
     }
 
+    /// Words a stored point takes (halves and bits are packed).
+    fn stored_dims(&self) -> usize {
+        self.metric.stored_len(self.dims)
+    }
+
     /// Builds the in-memory graph and writes it out; later rows go to disk.
     fn flush(&mut self) -> SqlResult<()> {
         let graph = self
             .graph
             .take()
-            .unwrap_or_else(|| MemoryGraph::new(self.params(), self.dims, 0x5eed));
+            .unwrap_or_else(|| MemoryGraph::new(self.params(), self.stored_dims(), 0x5eed));
         build_in_parallel(&graph)?;
         report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
         write_index(
@@ -203,7 +207,7 @@ impl BuildState {
             &self.first_tid,
             &self.extra_tids,
             (&self.columns, &self.words),
-            self.metric,
+            (self.metric, self.dims),
             self.ef_construction,
             self.code_bits,
         );
@@ -242,8 +246,8 @@ unsafe extern "C-unwind" fn build_callback(
         }
         let old = pg_sys::MemoryContextSwitchTo(state.row_context);
         let result = (|| {
-            let raw = detoast_vector(*values)?;
-            let Some(point) = prepare(state.metric, raw)? else {
+            let raw = raw_of(state.metric, *values)?;
+            let Some(point) = prepare(state.metric, &raw)? else {
                 return Ok(());
             };
             if state.dims == 0 {
@@ -499,13 +503,13 @@ fn write_index(
     first_tid: &[Tid],
     extra_tids: &HashMap<NodeId, Vec<Tid>>,
     (columns, words): (&Columns, &[u64]),
-    metric: Metric,
+    (metric, dims): (Metric, usize),
     ef_construction: usize,
     code_bits: u8,
 ) {
     let params = graph.params();
     let mut meta = new_meta(
-        graph.dims(),
+        dims,
         metric,
         params.m,
         ef_construction,

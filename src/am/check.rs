@@ -7,7 +7,7 @@
 //! no node without rows may hold TIDs, and every live node must be
 //! reachable from the entry point.
 
-use super::utils::{with_index, Needs};
+use super::utils::{raw_of, with_index, Needs};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, Args};
 use crate::storage::buffer::PageRead;
@@ -282,56 +282,81 @@ fn value_problems(graph: &PageGraph, in_use: &dyn Fn(NodeId) -> bool) -> Vec<Str
 /// # Safety
 /// `index` must be open (its table is then locked too).
 unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec<Tid>)> {
-    // SAFETY: as the caller promises; the scan and slot are released
-    // below, and a detoasted copy lives in the current memory context.
+    // SAFETY: as the caller promises; the scan, slot and executor state
+    // are released below. The index's value of a row is formed as the
+    // build forms it (FormIndexDatum: a column or an expression), and a
+    // partial index's predicate is evaluated the same way, in the per-row
+    // memory of the executor state, reset for every row.
     unsafe {
-        let info = &*(*index.raw()).rd_index;
-        let attnum = *info.indkey.values.as_ptr();
-        if attnum <= 0 {
-            return Err(SqlError::invalid_parameter(
-                "vhnsw_check needs an index on a table column",
-            ));
-        }
-        let heap = pg_sys::relation_open(info.indrelid, pg_sys::AccessShareLock as i32);
-        let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name(info.indrelid))
+        let table = (*(*index.raw()).rd_index).indrelid;
+        let heap = pg_sys::relation_open(table, pg_sys::AccessShareLock as i32);
+        let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name(table))
             .to_string_lossy()
             .into_owned();
+        let info = pg_sys::BuildIndexInfo(index.raw());
+        let estate = pg_sys::CreateExecutorState();
+        let econtext = pg_sys::MakePerTupleExprContext(estate);
+        let predicate = if (*info).ii_Predicate.is_null() {
+            std::ptr::null_mut()
+        } else {
+            pg_sys::ExecPrepareQual((*info).ii_Predicate, estate)
+        };
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        (*econtext).ecxt_scantuple = slot;
         let scan =
             pg_sys::table_beginscan(heap, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut());
         let mut rows = Vec::new();
         let mut result = Ok(());
-        let mut rows_context = pgrx::PgMemoryContexts::new("vhnsw_check rows");
+        let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
         while pg_sys::table_scan_getnextslot(
             scan,
             pg_sys::ScanDirection::ForwardScanDirection,
             slot,
         ) {
-            let mut isnull = false;
-            let value = pg_sys::slot_getattr(slot, i32::from(attnum), &mut isnull);
-            if isnull {
-                continue;
-            }
-            if metric == Metric::Cosine {
-                // Zero vectors are not indexed; a detoasted copy goes with
-                // the per-row context.
-                let indexable = rows_context.switch_to(|_| {
-                    crate::fmgr::detoast_vector(value).map(|v| metric.prepare(v).is_ok())
-                });
-                rows_context.reset();
-                match indexable {
-                    Ok(false) => continue,
-                    Ok(true) => {}
-                    Err(e) => {
-                        result = Err(e);
-                        break;
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+            let indexable = (|| {
+                if !predicate.is_null() {
+                    // ExecQual: a qual's NULL is false.
+                    let mut null = false;
+                    let eval = (*predicate).evalfunc.ok_or_else(|| {
+                        SqlError::internal("vhnsw_check: predicate without an evaluator")
+                    })?;
+                    let passes = eval(predicate, econtext, &mut null);
+                    if null || passes.value() == 0 {
+                        return Ok(false);
                     }
                 }
+                pg_sys::FormIndexDatum(
+                    info,
+                    slot,
+                    estate,
+                    values.as_mut_ptr(),
+                    isnull.as_mut_ptr(),
+                );
+                if isnull[0] {
+                    return Ok(false);
+                }
+                if matches!(metric, Metric::Cosine | Metric::HalfCosine) {
+                    // Zero vectors are not indexed.
+                    return Ok(metric.prepare(&raw_of(metric, values[0])?).is_ok());
+                }
+                Ok(true)
+            })();
+            pg_sys::MemoryContextSwitchTo(old);
+            match indexable {
+                Ok(false) => {}
+                Ok(true) => rows.push(crate::am::utils::tid_of(&(*slot).tts_tid)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-            rows.push(crate::am::utils::tid_of(&(*slot).tts_tid));
         }
         pg_sys::table_endscan(scan);
         pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::FreeExecutorState(estate);
         pg_sys::relation_close(heap, pg_sys::AccessShareLock as i32);
         result.map(|()| (name, rows))
     }

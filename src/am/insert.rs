@@ -10,10 +10,9 @@
 use super::columns::Columns;
 use super::merge::{merge_batch, LockMode};
 use super::options::{merge_batch_size, pending_hard_limit};
-use super::utils::{check_dims, or_raise, prepare, tid_of};
+use super::utils::{check_dims, opclass_metric, or_raise, prepare, raw_of, tid_of};
 use super::worker;
 use crate::error::SqlResult;
-use crate::fmgr::detoast_vector;
 use crate::storage::layout::{EntryShape, Tid};
 use crate::storage::meta::read_meta;
 use crate::storage::pending;
@@ -42,12 +41,14 @@ pub unsafe extern "C-unwind" fn aminsert(
     if null {
         return false;
     }
-    // SAFETY: a non-null value of the indexed vector column.
-    let raw = or_raise(unsafe { detoast_vector(value) });
+    let metric = or_raise(opclass_metric(index));
+    // SAFETY: a non-null value of the indexed column, of the operator
+    // class's type.
+    let raw = or_raise(unsafe { raw_of(metric, value) });
     let columns = or_raise(Columns::of(index));
     // SAFETY: as above, one value per column of the index's types.
     let words = unsafe { columns.words(values, isnull) };
-    or_raise(insert(index, raw, &words, tid));
+    or_raise(insert(index, &raw, &words, tid));
     false
 }
 
@@ -59,7 +60,7 @@ fn insert(index: Index, raw: &[f32], words: &[u64], tid: Tid) -> SqlResult<()> {
         return Ok(()); // not indexed (a zero vector under cosine)
     };
     let shape = EntryShape {
-        dims: raw.len(),
+        dims: point.vec.len(),
         ..EntryShape::of(&meta)
     };
     if meta.dims == 0 || shape.per_page() == 0 {

@@ -76,4 +76,10 @@ metric_support! {
     vdb_vhnsw_support_cosine => Metric::Cosine,
     vdb_vhnsw_support_l1 => Metric::L1,
     vdb_vhnsw_support_poincare => Metric::Poincare,
+    vdb_vhnsw_support_halfvec_l2 => Metric::HalfL2,
+    vdb_vhnsw_support_halfvec_ip => Metric::HalfInnerProduct,
+    vdb_vhnsw_support_halfvec_cosine => Metric::HalfCosine,
+    vdb_vhnsw_support_halfvec_l1 => Metric::HalfL1,
+    vdb_vhnsw_support_bit_hamming => Metric::Hamming,
+    vdb_vhnsw_support_bit_jaccard => Metric::Jaccard,
 }

@@ -25,11 +25,10 @@
 
 use super::columns::Columns;
 use super::options::{ef_search, hinted_ef_search, iterative, max_scan_tuples};
-use super::utils::or_raise;
+use super::utils::{opclass_metric, or_raise, raw_of};
 use super::validate::{HINT_STRATEGY, RANGE_STRATEGY};
 use crate::distance::sphere::read_sphere;
 use crate::error::{SqlError, SqlResult};
-use crate::fmgr::detoast_vector;
 use crate::storage::filter::Filter;
 use crate::storage::graph::{ExactPass, PageGraph};
 use crate::storage::layout::PAYLOAD;
@@ -219,13 +218,21 @@ impl Search {
     ) -> SqlResult<Search> {
         let meta = read_meta(index)?;
         let dims = meta.dims as usize;
+        let metric = params_of(&meta)?.metric;
         if dims != 0 && dims != raw.len() {
+            // The message the operator itself gives on a table scan.
+            let what = if metric.is_half() {
+                "halfvec dimensions"
+            } else if metric.is_bits() {
+                "bit lengths"
+            } else {
+                "vector dimensions"
+            };
             return Err(SqlError::data(format!(
-                "different vector dimensions {dims} and {}",
+                "different {what} {dims} and {}",
                 raw.len()
             )));
         }
-        let metric = params_of(&meta)?.metric;
         let mut zero = false;
         let query = match metric.prepare(raw) {
             Ok(p) => p,
@@ -582,14 +589,15 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     _ => {}
                 }
             }
-            let raw = if (*scan).numberOfOrderBys >= 1 {
+            let raw: std::borrow::Cow<[f32]> = if (*scan).numberOfOrderBys >= 1 {
                 let key = &*(*scan).orderByData;
                 if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
                     return false;
                 }
-                or_raise(detoast_vector(key.sk_argument))
+                let metric = or_raise(opclass_metric(index));
+                or_raise(raw_of(metric, key.sk_argument))
             } else if let Some(range) = ranges.first() {
-                range.center
+                range.center.into()
             } else {
                 crate::fmgr::raise(crate::error::SqlError::internal(
                     "cannot scan a vhnsw index without ORDER BY or a distance range",
@@ -597,7 +605,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
             };
             let radii: Vec<f64> = ranges
                 .iter()
-                .filter(|r| r.center == raw)
+                .filter(|r| r.center == &*raw)
                 .map(|r| r.radius)
                 .collect();
             let (filter, filter_recheck) = or_raise(Columns::of(index)).filter(keys);
@@ -610,7 +618,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
             // The metapage snapshot and the first search round, while
             // VACUUM frees no slot.
             let _freeing = ScanLock::share(index);
-            let mut search = or_raise(Search::start(index, raw, ef, &radii, filter));
+            let mut search = or_raise(Search::start(index, &raw, ef, &radii, filter));
             crate::failpoint::hit("scan_first_round");
             search.prime();
             st.search = Some(search);

@@ -5,6 +5,7 @@ use crate::fmgr::raise;
 use crate::storage::layout::Tid;
 use crate::storage::Index;
 use pgrx::pg_sys;
+use std::borrow::Cow;
 use vdb_core::hnsw::{Metric, Point, Unindexable};
 
 /// A heap TID in the index's form.
@@ -115,6 +116,30 @@ pub fn prepare(metric: Metric, raw: &[f32]) -> SqlResult<Option<Point>> {
         .with_detail(
             "A vector indexed with vector_poincare_ops must have a Euclidean norm below 1.",
         )),
+    }
+}
+
+/// An indexed value or a query as the raw elements [`Metric::prepare`]
+/// takes: a `vector`'s floats, a `halfvec`'s exact values, or one 0 or 1
+/// per bit of a `bit` string; its length is the SQL dimension count.
+///
+/// # Safety
+/// `datum` must be a non-null value of the type the index's operator
+/// class (of `metric`) is for, valid for `'a`.
+pub unsafe fn raw_of<'a>(metric: Metric, datum: pg_sys::Datum) -> SqlResult<Cow<'a, [f32]>> {
+    // SAFETY: (caller) the datum is of the metric's type.
+    unsafe {
+        if metric.is_half() {
+            Ok(Cow::Owned(crate::halfvec::to_f32s(
+                crate::halfvec::detoast(datum)?,
+            )))
+        } else if metric.is_bits() {
+            Ok(Cow::Owned(
+                crate::distance::bits::detoast_bit(datum)?.elements(),
+            ))
+        } else {
+            Ok(Cow::Borrowed(crate::fmgr::detoast_vector(datum)?))
+        }
     }
 }
 

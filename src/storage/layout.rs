@@ -359,7 +359,7 @@ pub struct EntryShape {
 impl EntryShape {
     pub fn of(meta: &Meta) -> EntryShape {
         EntryShape {
-            dims: meta.dims as usize,
+            dims: stored_dims(meta),
             words: filter_words(usize::from(meta.filter_cols)),
         }
     }
@@ -480,7 +480,7 @@ impl Geometry {
 
     pub fn from_meta(meta: &Meta) -> Geometry {
         Geometry::with_filters(
-            meta.dims as usize,
+            stored_dims(meta),
             usize::from(meta.m),
             code_entry(meta),
             filter_words(usize::from(meta.filter_cols)),
@@ -537,6 +537,14 @@ impl Geometry {
         let per = self.uppers_per_page as u32;
         (slot / per, (slot % per) as usize * self.upper_size)
     }
+}
+
+/// Words a stored point of the index takes: `Meta::dims` is the SQL
+/// dimension count, and `halfvec` and `bit` indexes pack two halves or 32
+/// bits into each word (`Metric::stored_len`).
+pub fn stored_dims(meta: &Meta) -> usize {
+    let dims = meta.dims as usize;
+    Metric::from_code(meta.metric).map_or(dims, |metric| metric.stored_len(dims))
 }
 
 /// The quantizer of an index's codes, if its lists carry codes.

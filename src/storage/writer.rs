@@ -83,7 +83,7 @@ use std::cell::RefCell;
 use vdb_core::hnsw::cache::VectorCache;
 use vdb_core::hnsw::insert::{link_back_with, plan, Plan};
 use vdb_core::hnsw::search::LayerSearch;
-use vdb_core::hnsw::{splitmix64, Entry, GraphStore, GraphWrite, NodeId, Params, Point};
+use vdb_core::hnsw::{same_bits, splitmix64, Entry, GraphStore, GraphWrite, NodeId, Params, Point};
 
 /// Tag of the heavyweight page lock that serialises graph changes (it
 /// names block 0 but is unrelated to that buffer's content lock).
@@ -201,7 +201,7 @@ impl GraphWriter {
     pub fn open(lock: GraphLock) -> SqlResult<GraphWriter> {
         let mut graph = PageGraph::open(lock.rel)?;
         graph.cache = Some(RefCell::new(VectorCache::with_budget(
-            graph.dims().max(1),
+            graph.geometry.dims.max(1),
             cache_budget(),
         )));
         let values = Directory::read(lock.rel, &graph.meta)?;
@@ -250,7 +250,10 @@ impl GraphWriter {
         set_dims(&mut self.graph.meta, dims);
         self.graph.geometry = layout::Geometry::from_meta(&self.meta);
         self.graph.quantizer = layout::quantizer(&self.meta);
-        self.graph.cache = Some(RefCell::new(VectorCache::with_budget(dims, cache_budget())));
+        self.graph.cache = Some(RefCell::new(VectorCache::with_budget(
+            self.graph.geometry.dims,
+            cache_budget(),
+        )));
         self.write_meta();
     }
 
@@ -288,7 +291,7 @@ impl GraphWriter {
         }
         let plan = plan(self, search, point, level, None);
         if let Some(nearest) = plan.nearest {
-            if self.load(nearest.node).vec == point.vec
+            if same_bits(&self.load(nearest.node).vec, &point.vec)
                 && !self.tids(nearest.node).deleted
                 && self.words(nearest.node) == words
             {
