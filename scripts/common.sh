@@ -7,7 +7,7 @@ PGRX_VERSION=0.18.0
 PG_MAJOR=15
 PG_CONFIG=/usr/bin/pg_config
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo acl)
+APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo acl python3 python3-venv)
 
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT_DIR"
