@@ -48,7 +48,7 @@ struct ElementType {
 ///
 /// # Safety
 /// `array` must point to a valid, detoasted array.
-unsafe fn array_datums(array: *mut pg_sys::ArrayType) -> SqlResult<(Oid, Vec<Datum>)> {
+pub(crate) unsafe fn array_datums(array: *mut pg_sys::ArrayType) -> SqlResult<(Oid, Vec<Datum>)> {
     // SAFETY: (caller) array is a valid detoasted ArrayType.
     let (ndim, oid) = unsafe { ((*array).ndim, (*array).elemtype) };
     if ndim > 1 {
