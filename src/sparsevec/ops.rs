@@ -277,7 +277,9 @@ mod tests {
     }
 
     /// pgvector's own merge loop, transcribed, as the reference for the
-    /// order of float4 accumulation.
+    /// order of float4 accumulation. (Its inner loop sets the next start
+    /// while it runs, as the C does; the current loop is unaffected.)
+    #[allow(clippy::mut_range_bound)]
     fn pgvector_l2_squared(a: Sparse, b: Sparse) -> f32 {
         let mut distance = 0.0f32;
         let mut bpos = 0;

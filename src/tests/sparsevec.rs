@@ -54,7 +54,10 @@ mod tests {
             ("{1:0,2:1,3:0}/3", "{2:1}/3"),
             ("{1:-0}/3", "{}/3"),
             ("{2:1,1:1}/2", "{1:1,2:1}/2"),
-            ("{1:1e-7,2:1234567,3:-0.03}/3", "{1:1e-07,2:1.234567e+06,3:-0.03}/3"),
+            (
+                "{1:1e-7,2:1234567,3:-0.03}/3",
+                "{1:1e-07,2:1.234567e+06,3:-0.03}/3",
+            ),
             ("\t{\n+1:+1}\r/\x0b+2\x0c", "{1:1}/2"),
         ] {
             let input = input.replace('\'', "''");
@@ -288,10 +291,7 @@ mod tests {
         // Stored (and toasted: 128 kB) and read back whole.
         run("CREATE TEMP TABLE big (v sparsevec)");
         run(&format!("INSERT INTO big VALUES ('{}')", pairs(16_000)));
-        check(&format!(
-            "SELECT v::text = '{}' FROM big",
-            pairs(16_000)
-        ));
+        check(&format!("SELECT v::text = '{}' FROM big", pairs(16_000)));
         close(
             "SELECT l2_norm(v) FROM big",
             (1..=16_000u64).map(|i| (i * i) as f64).sum::<f64>().sqrt(),
@@ -472,9 +472,18 @@ mod tests {
                 "sparsevec_l2_squared_distance('{1:3}/2'::sparsevec, '{2:4}/2')",
                 25.0,
             ),
-            ("inner_product('{1:1,2:2}/2'::sparsevec, '{1:2,2:4}/2')", 10.0),
-            ("inner_product('{1:1,3:3}/4'::sparsevec, '{2:2,4:4}/4')", 0.0),
-            ("inner_product('{2:2,4:4}/4'::sparsevec, '{1:1,3:3}/4')", 0.0),
+            (
+                "inner_product('{1:1,2:2}/2'::sparsevec, '{1:2,2:4}/2')",
+                10.0,
+            ),
+            (
+                "inner_product('{1:1,3:3}/4'::sparsevec, '{2:2,4:4}/4')",
+                0.0,
+            ),
+            (
+                "inner_product('{2:2,4:4}/4'::sparsevec, '{1:1,3:3}/4')",
+                0.0,
+            ),
             (
                 "inner_product('{1:1,3:3,5:5}/5'::sparsevec, '{2:4,3:6,4:8}/5')",
                 18.0,
@@ -486,8 +495,14 @@ mod tests {
                 "sparsevec_negative_inner_product('{1:1,2:2}/2'::sparsevec, '{1:3,2:4}/2')",
                 -11.0,
             ),
-            ("cosine_distance('{1:1,2:2}/2'::sparsevec, '{1:2,2:4}/2')", 0.0),
-            ("cosine_distance('{1:1,2:1}/2'::sparsevec, '{1:1,2:1}/2')", 0.0),
+            (
+                "cosine_distance('{1:1,2:2}/2'::sparsevec, '{1:2,2:4}/2')",
+                0.0,
+            ),
+            (
+                "cosine_distance('{1:1,2:1}/2'::sparsevec, '{1:1,2:1}/2')",
+                0.0,
+            ),
             ("cosine_distance('{1:1}/2'::sparsevec, '{2:2}/2')", 1.0),
             (
                 "cosine_distance('{1:1,2:1}/2'::sparsevec, '{1:-1,2:-1}/2')",
@@ -586,7 +601,9 @@ mod tests {
         run("CREATE TEMP TABLE q AS SELECT id, a, b, a::sparsevec AS sa, b::sparsevec AS sb,
                  (SELECT sum(abs(x::float8 * y)) FROM unnest(a::real[], b::real[]) u(x, y)) AS abs_ip
              FROM p");
-        assert!(one::<i64>("SELECT count(*) FROM q WHERE l2_norm(sa) > 0 AND l2_norm(sb) > 0") > 350);
+        assert!(
+            one::<i64>("SELECT count(*) FROM q WHERE l2_norm(sa) > 0 AND l2_norm(sb) > 0") > 350
+        );
         let disagree = |sparse: &str, dense: &str, tolerance: &str| {
             let query = format!(
                 "SELECT count(*) FROM q, LATERAL (SELECT {sparse} AS s, {dense} AS v) r
@@ -603,7 +620,11 @@ mod tests {
                 "vector_l2_squared_distance(a, b)",
                 "2e-5 * v",
             ),
-            ("inner_product(sa, sb)", "inner_product(a, b)", "1e-5 * abs_ip"),
+            (
+                "inner_product(sa, sb)",
+                "inner_product(a, b)",
+                "1e-5 * abs_ip",
+            ),
             ("sa <#> sb", "a <#> b", "1e-5 * abs_ip"),
             ("sb <#> sa", "a <#> b", "1e-5 * abs_ip"),
             ("cosine_distance(sa, sb)", "cosine_distance(a, b)", "1e-5"),
@@ -732,9 +753,7 @@ mod tests {
              SELECT i AS id, (SELECT array_agg(CASE WHEN random() < 0.7 THEN 0 ELSE round(random() * 4 - 2) END)
                               FROM generate_series(1, 6) WHERE i > 0)::sparsevec(6) AS v
              FROM generate_series(1, 500) i");
-        let by_dense = text(
-            "SELECT string_agg(id::text, ',' ORDER BY v::vector, id) FROM o",
-        );
+        let by_dense = text("SELECT string_agg(id::text, ',' ORDER BY v::vector, id) FROM o");
         assert_eq!(
             text("SELECT string_agg(id::text, ',' ORDER BY v, id) FROM o"),
             by_dense
@@ -808,10 +827,7 @@ mod tests {
             text("SELECT '[0,1.5,0,3.5,0]'::vector::sparsevec(5)::text"),
             "{2:1.5,4:3.5}/5"
         );
-        assert_eq!(
-            text("SELECT '[0,-0,0]'::vector::sparsevec::text"),
-            "{}/3"
-        );
+        assert_eq!(text("SELECT '[0,-0,0]'::vector::sparsevec::text"), "{}/3");
         assert_eq!(
             sql_error("SELECT '[0,1.5,0,3.5,0]'::vector::sparsevec(4)"),
             "22000 expected 4 dimensions, not 5"
@@ -882,8 +898,14 @@ mod tests {
                 "'{1,0,2,0,3,0}'::double precision[]::sparsevec(5)",
                 "22000 expected 5 dimensions, not 6",
             ),
-            ("'{NULL}'::real[]::sparsevec", "22004 array must not contain nulls"),
-            ("'{NaN}'::real[]::sparsevec", "22000 NaN not allowed in sparsevec"),
+            (
+                "'{NULL}'::real[]::sparsevec",
+                "22004 array must not contain nulls",
+            ),
+            (
+                "'{NaN}'::real[]::sparsevec",
+                "22000 NaN not allowed in sparsevec",
+            ),
             (
                 "'{Infinity}'::real[]::sparsevec",
                 "22000 infinite value not allowed in sparsevec",
