@@ -92,7 +92,7 @@ mod tests {
             "22000 different vector dimensions 2 and 1"
         );
         assert_eq!(
-            sql_error("SELECT cosine_distance('[1]', '[1,2]')"),
+            sql_error("SELECT cosine_distance('[1]'::vector, '[1,2]')"),
             "22000 different vector dimensions 1 and 2"
         );
         let text = format!("[{}]", vec!["0"; 16001].join(","));

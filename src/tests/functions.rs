@@ -15,15 +15,15 @@ mod tests {
 
     #[pg_test]
     fn distance_functions_and_operators() {
-        close("SELECT l2_distance('[0,0]', '[3,4]')", 5.0);
+        close("SELECT l2_distance('[0,0]'::vector, '[3,4]')", 5.0);
         close("SELECT '[0,0]'::vector <-> '[3,4]'", 5.0);
         close("SELECT vector_l2_squared_distance('[0,0]', '[3,4]')", 25.0);
-        close("SELECT inner_product('[1,2]', '[3,4]')", 11.0);
+        close("SELECT inner_product('[1,2]'::vector, '[3,4]')", 11.0);
         close("SELECT '[1,2]'::vector <#> '[3,4]'", -11.0);
-        close("SELECT cosine_distance('[1,0]', '[0,1]')", 1.0);
+        close("SELECT cosine_distance('[1,0]'::vector, '[0,1]')", 1.0);
         close("SELECT '[1,1]'::vector <=> '[-1,-1]'", 2.0);
         close("SELECT '[1,2,3]'::vector <=> '[1,2,3]'", 0.0);
-        close("SELECT l1_distance('[0,0]', '[3,-4]')", 7.0);
+        close("SELECT l1_distance('[0,0]'::vector, '[3,-4]')", 7.0);
         close("SELECT '[0,0]'::vector <+> '[3,-4]'", 7.0);
         close(
             "SELECT poincare_distance('[0,0]', '[0.5,0]')",
@@ -36,7 +36,7 @@ mod tests {
 
     #[pg_test]
     fn cosine_with_zero_vector_is_nan() {
-        assert!(one::<f64>("SELECT cosine_distance('[0,0]', '[1,1]')").is_nan());
+        assert!(one::<f64>("SELECT cosine_distance('[0,0]'::vector, '[1,1]')").is_nan());
         assert!(one::<f64>("SELECT '[1,1]'::vector <=> '[0,0]'").is_nan());
     }
 
@@ -73,10 +73,13 @@ mod tests {
         assert_eq!(one::<i32>("SELECT vector_dims('[1,2,3]')"), 3);
         close("SELECT vector_norm('[3,4]')", 5.0);
         assert_eq!(
-            one::<String>("SELECT l2_normalize('[3,4]')::text"),
+            one::<String>("SELECT l2_normalize('[3,4]'::vector)::text"),
             "[0.6,0.8]"
         );
-        assert_eq!(one::<String>("SELECT l2_normalize('[0,0]')::text"), "[0,0]");
+        assert_eq!(
+            one::<String>("SELECT l2_normalize('[0,0]'::vector)::text"),
+            "[0,0]"
+        );
         assert_eq!(
             one::<String>("SELECT subvector('[1,2,3,4,5]', 2, 3)::text"),
             "[2,3,4]"
