@@ -82,6 +82,9 @@ CREATE FUNCTION halfvec_l2_squared_distance(halfvec, halfvec) RETURNS float8
     AS 'MODULE_PATHNAME', 'vdb_halfvec_l2_squared_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION halfvec_negative_inner_product(halfvec, halfvec) RETURNS float8
     AS 'MODULE_PATHNAME', 'vdb_halfvec_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfvec_spherical_distance(halfvec, halfvec) RETURNS float8
+    AS 'MODULE_PATHNAME', 'vdb_halfvec_spherical_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION halfvec_spherical_distance(halfvec, halfvec) IS 'spherical distance of unit vectors (angle / pi)';
 
 -- aggregates --------------------------------------------------------------
 

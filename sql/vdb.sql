@@ -104,6 +104,9 @@ CREATE FUNCTION vector_l2_squared_distance(vector, vector) RETURNS float8
     AS 'MODULE_PATHNAME', 'vdb_l2_squared_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION vector_negative_inner_product(vector, vector) RETURNS float8
     AS 'MODULE_PATHNAME', 'vdb_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_spherical_distance(vector, vector) RETURNS float8
+    AS 'MODULE_PATHNAME', 'vdb_spherical_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vector_spherical_distance(vector, vector) IS 'spherical distance of unit vectors (angle / pi)';
 
 -- aggregates --------------------------------------------------------------
 

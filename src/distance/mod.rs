@@ -51,6 +51,18 @@ pg_fn! {
     fn vdb_l1_distance(args) { distance_of(&args, distance::l1) }
 }
 
+/// `acos(a·b) / π` of dot product `dot` of unit vectors, clamped so that
+/// rounding cannot make it NaN (pgvector's spherical distance).
+pub fn spherical(dot: f64) -> f64 {
+    dot.clamp(-1.0, 1.0).acos() / std::f64::consts::PI
+}
+
+pg_fn! {
+    /// `vector_spherical_distance(vector, vector)`: the angle between two
+    /// unit vectors, as a fraction of π (pgvector's, for unit inputs).
+    fn vdb_spherical_distance(args) { distance_of(&args, |a, b| spherical(distance::dot(a, b))) }
+}
+
 pg_fn! {
     /// `poincare_distance(vector, vector)`: hyperbolic distance in the
     /// Poincaré ball; both points must lie strictly inside the unit ball.

@@ -6,7 +6,7 @@
 
 use super::{arg, check_dim, datum_from_f32s, detoast, to_f32s};
 use crate::fmgr::{pg_fn, NewVector};
-use crate::vector::cast::{array_datums, datums_to_elements, elements_to_array, ArrayElement};
+use crate::vector::cast::{array_datums, datums_to_reals, elements_to_array, ArrayElement};
 use crate::vector::check_typmod;
 use pgrx::pg_sys;
 
@@ -51,7 +51,7 @@ pg_fn! {
             // overflow or underflow error on the way.
             datums.iter().map(|d| f64::from_bits(d.value() as u64) as f32).collect()
         } else {
-            datums_to_elements(oid, &datums)?
+            datums_to_reals(oid, &datums)?
         };
         datum_from_f32s(&values)
     }

@@ -85,16 +85,16 @@ pub fn to_half(x: f32) -> SqlResult<u16> {
     Ok(h)
 }
 
-/// Rounds values to halves, rejecting what a halfvec cannot hold.
+/// Rounds values to halves, rejecting what a halfvec cannot hold: every
+/// value is converted first (a range error wins), then checked for NaN
+/// and infinities, in pgvector's order.
 pub fn to_halves(values: &[f32]) -> SqlResult<Vec<u16>> {
-    values
+    let halves = values
         .iter()
-        .map(|&x| {
-            let h = to_half(x)?;
-            check_element(h)?;
-            Ok(h)
-        })
-        .collect()
+        .map(|&x| to_half(x))
+        .collect::<SqlResult<Vec<u16>>>()?;
+    halves.iter().try_for_each(|&h| check_element(h))?;
+    Ok(halves)
 }
 
 /// The exact `f32` values of halves.

@@ -85,6 +85,14 @@ pg_fn! {
 }
 
 pg_fn! {
+    /// `halfvec_spherical_distance(halfvec, halfvec)`: for unit vectors.
+    fn vdb_halfvec_spherical_distance(args) {
+        let (a, b) = pair(&args)?;
+        Ok(float8_datum(crate::distance::spherical(half::dot(a, b))))
+    }
+}
+
+pg_fn! {
     /// `l1_distance(halfvec, halfvec)`: the `<+>` operator.
     fn vdb_halfvec_l1_distance(args) {
         let (a, b) = pair(&args)?;

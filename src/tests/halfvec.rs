@@ -145,6 +145,9 @@ mod tests {
             assert!(worst <= 1e-5, "{half}: relative error {worst}");
         }
         assert!(one::<f64>("SELECT '[0,0]'::halfvec <=> '[1,2]'").is_nan());
+        close("SELECT halfvec_spherical_distance('[1,0]', '[-1,0]')", 1.0);
+        close("SELECT halfvec_spherical_distance('[1,0]', '[0,1]')", 0.5);
+        close("SELECT vector_spherical_distance('[1,0]', '[0,1]')", 0.5);
         assert_eq!(
             sql_error("SELECT '[1,2]'::halfvec <-> '[1,2,3]'"),
             "22000 different halfvec dimensions 2 and 3"

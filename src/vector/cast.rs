@@ -98,6 +98,14 @@ pub(crate) unsafe fn array_datums(array: *mut pg_sys::ArrayType) -> SqlResult<(O
 
 /// Converts array elements to vector elements, by element type.
 pub(crate) fn datums_to_elements(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
+    let values = datums_to_reals(oid, datums)?;
+    values.iter().try_for_each(|&x| check_element(x))?;
+    Ok(values)
+}
+
+/// Array elements as `real`s, by element type, unchecked for NaN and
+/// infinities (the caller's type names them in its errors).
+pub(crate) fn datums_to_reals(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
     let float4 = |d: &Datum| f32::from_bits(d.value() as u32);
     let values: Vec<f32> = match oid {
         pg_sys::INT4OID => datums.iter().map(|d| d.value() as i32 as f32).collect(),
@@ -118,7 +126,6 @@ pub(crate) fn datums_to_elements(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f3
             .collect(),
         _ => return Err(SqlError::data("unsupported array type")),
     };
-    values.iter().try_for_each(|&x| check_element(x))?;
     Ok(values)
 }
 
