@@ -25,6 +25,7 @@ use crate::storage::layout::{
     PAYLOAD,
 };
 use crate::storage::meta::{new_meta, put_meta};
+use crate::storage::unindexed::{self, Reason};
 use crate::storage::values;
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
@@ -85,6 +86,8 @@ struct BuildState {
     backlog: Vec<(Point, Vec<u64>, Tid)>,
     search: LayerSearch,
     index_tuples: f64,
+    /// Rows the graph cannot hold, recorded once the graph is written.
+    unindexed: Vec<(Reason, Tid)>,
     /// Per-row scratch memory (detoasted values).
     row_context: pg_sys::MemoryContext,
 }
@@ -242,12 +245,14 @@ unsafe extern "C-unwind" fn build_callback(
     unsafe {
         let state = &mut *state.cast::<BuildState>();
         if *isnull {
+            state.unindexed.push((Reason::Null, tid_of(&*tid)));
             return;
         }
         let old = pg_sys::MemoryContextSwitchTo(state.row_context);
         let result = (|| {
             let raw = raw_of(state.metric, *values)?;
             let Some(point) = prepare(state.metric, &raw)? else {
+                state.unindexed.push((Reason::NoDirection, tid_of(&*tid)));
                 return Ok(());
             };
             if state.dims == 0 {
@@ -312,6 +317,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         backlog: Vec::new(),
         search: LayerSearch::new(),
         index_tuples: 0.0,
+        unindexed: Vec::new(),
         row_context,
     };
     report(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
@@ -339,6 +345,10 @@ pub unsafe extern "C-unwind" fn ambuild(
     if let Some(disk) = state.disk.as_ref() {
         disk.link_unreachable();
     }
+    for &(reason, tid) in &state.unindexed {
+        or_raise(unindexed::append(index_rel, tid, reason));
+    }
+    state.index_tuples += state.unindexed.len() as f64;
     // SAFETY: palloc0 returns a zeroed IndexBuildResult.
     unsafe {
         let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())

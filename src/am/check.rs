@@ -16,7 +16,7 @@ use crate::storage::graph::{code_list, PageGraph};
 use crate::storage::layout::{self, Tid, NODE_DELETED, NODE_FREE, NODE_IN_USE, NO_NODE};
 use crate::storage::values::Directory;
 use crate::storage::writer::GraphLock;
-use crate::storage::{pending, Index};
+use crate::storage::{pending, unindexed, Index};
 use pgrx::pg_sys::{self, Datum};
 use std::collections::{HashMap, HashSet, VecDeque};
 use vdb_core::hnsw::{GraphStore, Metric, NodeId};
@@ -281,7 +281,7 @@ fn value_problems(graph: &PageGraph, in_use: &dyn Fn(NodeId) -> bool) -> Vec<Str
 ///
 /// # Safety
 /// `index` must be open (its table is then locked too).
-unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec<Tid>)> {
+unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec<(Tid, bool)>)> {
     // SAFETY: as the caller promises; the scan, slot and executor state
     // are released below. The index's value of a row is formed as the
     // build forms it (FormIndexDatum: a column or an expression), and a
@@ -325,7 +325,7 @@ unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec
                     })?;
                     let passes = eval(predicate, econtext, &mut null);
                     if null || passes.value() == 0 {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
                 pg_sys::FormIndexDatum(
@@ -336,18 +336,20 @@ unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec
                     isnull.as_mut_ptr(),
                 );
                 if isnull[0] {
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
                 if matches!(metric, Metric::Cosine | Metric::HalfCosine) {
-                    // Zero vectors are not indexed.
-                    return Ok(metric.prepare(&raw_of(metric, values[0])?).is_ok());
+                    // A zero vector has no place in the graph.
+                    return Ok(Some(metric.prepare(&raw_of(metric, values[0])?).is_ok()));
                 }
-                Ok(true)
+                Ok(Some(true))
             })();
             pg_sys::MemoryContextSwitchTo(old);
             match indexable {
-                Ok(false) => {}
-                Ok(true) => rows.push(crate::am::utils::tid_of(&(*slot).tts_tid)),
+                Ok(None) => {}
+                Ok(Some(in_graph)) => {
+                    rows.push((crate::am::utils::tid_of(&(*slot).tts_tid), in_graph))
+                }
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -366,10 +368,18 @@ unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec
 fn table_problems(
     index: Index,
     graph: &PageGraph,
-    (table, rows): &(String, Vec<Tid>),
+    (table, rows): &(String, Vec<(Tid, bool)>),
 ) -> SqlResult<Vec<String>> {
     let mut problems = Vec::new();
     let mut count: HashMap<Tid, u32> = HashMap::new();
+    // Rows recorded as having no place in the graph.
+    let outside: HashSet<Tid> = unindexed::all(index, &graph.meta)?
+        .into_iter()
+        .map(|(_, tid)| tid)
+        .collect();
+    for &tid in &outside {
+        *count.entry(tid).or_default() += 1;
+    }
     for node in 0..graph.node_count() {
         let t = graph.tids(node);
         if !t.deleted {
@@ -386,7 +396,7 @@ fn table_problems(
             }
         })?;
     }
-    let visible: HashSet<Tid> = rows.iter().copied().collect();
+    let visible: HashSet<Tid> = rows.iter().map(|&(t, _)| t).collect();
     // An entry for a HOT-updated row names the root of its HOT chain, not
     // the visible version's ctid: follow the chains of entries that match
     // no visible row.
@@ -396,14 +406,23 @@ fn table_problems(
         .filter(|t| !visible.contains(t))
         .collect();
     // SAFETY: the index is open, so its table is locked.
+    let mut outside = outside;
     for (root, version) in unsafe { visible_versions(index, &roots) } {
         let c = count.remove(&root).unwrap_or(0);
         *count.entry(version).or_default() += c;
+        if outside.remove(&root) {
+            outside.insert(version);
+        }
     }
     let mut missing = Vec::new();
     let mut duplicated = Vec::new();
-    for &t in rows.iter() {
+    let mut misplaced = Vec::new();
+    for &(t, in_graph) in rows.iter() {
         let r = format!("({},{})", t.block(), t.offset());
+        if in_graph == outside.contains(&t) {
+            let place = if in_graph { "outside" } else { "inside" };
+            misplaced.push(format!("row {r} of {table} is recorded {place} the graph"));
+        }
         match count.get(&t) {
             None | Some(0) => missing.push(r),
             Some(&c) if c > 1 => duplicated.push((r, c)),
@@ -419,6 +438,7 @@ fn table_problems(
             duplicated.len()
         ));
     }
+    problems.extend(misplaced.into_iter().take(5));
     for r in missing.iter().take(5) {
         problems.push(format!("row {r} of {table} is not in the index"));
     }
@@ -565,6 +585,7 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
     } else {
         pending::live_count(index, graph.shape())?
     };
+    let unindexed = unindexed::all(index, meta)?.len();
     let pages = crate::storage::buffer::block_count(index);
     let free_overflow = graph.overflow_chain(meta.free_overflow, NO_NODE)?.len();
     // Upper slots that no slot's run holds: lost when a node reused a slot
@@ -577,7 +598,7 @@ fn stats_json(index: Index, graph: &PageGraph) -> SqlResult<String> {
         meta.last_merge as f64 / 1e6 + 946_684_800.0
     };
     Ok(format!(
-        "{{\"nodes\": {live}, \"deleted_nodes\": {}, \"free_slots\": {}, \"free_overflow_pages\": {free_overflow}, \"upper_slots\": {}, \"upper_slots_lost\": {lost_uppers}, \"pending\": {pending}, \"merged_total\": {}, \
+        "{{\"nodes\": {live}, \"deleted_nodes\": {}, \"free_slots\": {}, \"free_overflow_pages\": {free_overflow}, \"upper_slots\": {}, \"upper_slots_lost\": {lost_uppers}, \"pending\": {pending}, \"unindexed\": {unindexed}, \"merged_total\": {}, \
          \"last_merge_epoch\": {last_merge}, \"dims\": {}, \"m\": {}, \"ef_construction\": {}, \"code_bits\": {}, \"code_dims\": {}, \"entry_level\": {}, \
          \"nodes_per_level\": {:?}, \"avg_degree_level0\": {:.2}, \"index_pages\": {pages}, \"index_bytes\": {}}}",
         meta.deleted_nodes,

@@ -16,6 +16,7 @@ use crate::error::SqlResult;
 use crate::storage::layout::{EntryShape, Tid};
 use crate::storage::meta::read_meta;
 use crate::storage::pending;
+use crate::storage::unindexed::{self, Reason};
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
 use pgrx::pg_sys;
@@ -39,6 +40,7 @@ pub unsafe extern "C-unwind" fn aminsert(
     let (value, null, tid, index) =
         unsafe { (*values, *isnull, tid_of(&*heap_tid), Index::new(index)) };
     if null {
+        or_raise(unindexed::append(index, tid, Reason::Null));
         return false;
     }
     let metric = or_raise(opclass_metric(index));
@@ -57,7 +59,8 @@ fn insert(index: Index, raw: &[f32], words: &[u64], tid: Tid) -> SqlResult<()> {
     let metric = vdb_core::hnsw::Metric::from_code(meta.metric)
         .ok_or_else(|| crate::error::SqlError::internal("vhnsw metapage has an unknown metric"))?;
     let Some(point) = prepare(metric, raw)? else {
-        return Ok(()); // not indexed (a zero vector under cosine)
+        // A zero vector under cosine: no place in the graph.
+        return unindexed::append(index, tid, Reason::NoDirection);
     };
     let shape = EntryShape {
         dims: point.vec.len(),

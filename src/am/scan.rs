@@ -36,7 +36,7 @@ use crate::storage::layout::{EntryShape, Tid, NODE_DELETED, NODE_IN_USE, NO_NODE
 use crate::storage::meta::{params_of, read_meta};
 use crate::storage::values::{self, Directory, VALUES_PER_PAGE};
 use crate::storage::writer::ScanLock;
-use crate::storage::{pending, Index};
+use crate::storage::{pending, unindexed, Index};
 use pgrx::pg_sys;
 use pgrx::PgMemoryContexts;
 use std::cmp::Reverse;
@@ -58,6 +58,82 @@ struct ScanState {
     budget: Option<usize>,
     /// Whether the executor rechecks the index conditions (ranges).
     recheck: bool,
+    /// Whether the rows the graph cannot hold follow the search's (not
+    /// for ranges, which no NULL or NaN distance is within).
+    with_unindexed: bool,
+    /// A NULL query's scan: every row.
+    all: Option<AllRows>,
+    /// Whether the scan has conditions on filter columns.
+    filtered: bool,
+}
+
+/// Every row of the index, for a NULL query: every distance is NULL, so
+/// a table scan returns all rows in any order. The pending list as read
+/// first, then the graph's nodes, a batch of slots at a time, then the
+/// rows the graph cannot hold. An entry merged after the list was read is
+/// in both: its node's TID is skipped.
+struct AllRows {
+    graph: PageGraph,
+    pending: Vec<Tid>,
+    from_pending: HashSet<Tid>,
+    next_node: NodeId,
+    unindexed: Vec<Tid>,
+}
+
+/// Node slots read per batch of a NULL query's scan.
+const ALL_ROWS_BATCH: u32 = 256;
+
+impl AllRows {
+    fn start(index: Index) -> SqlResult<AllRows> {
+        let meta = read_meta(index)?;
+        let mut pending = Vec::new();
+        if meta.dims != 0 {
+            pending::for_each(index, EntryShape::of(&meta), |row| {
+                if pending::is_live(row.flags) {
+                    pending.push(row.tid);
+                }
+            })?;
+        }
+        let graph = PageGraph::open(index)?;
+        let unindexed = unindexed::all(index, &graph.meta)?
+            .into_iter()
+            .map(|(_, tid)| tid)
+            .collect();
+        Ok(AllRows {
+            graph,
+            from_pending: pending.iter().copied().collect(),
+            pending,
+            next_node: 0,
+            unindexed,
+        })
+    }
+
+    fn next_batch(&mut self) -> Option<Vec<Tid>> {
+        if !self.pending.is_empty() {
+            return Some(std::mem::take(&mut self.pending));
+        }
+        let count = self.graph.node_count();
+        while self.next_node < count {
+            pgrx::check_for_interrupts!();
+            let end = self.next_node.saturating_add(ALL_ROWS_BATCH).min(count);
+            let mut out = Vec::new();
+            for node in self.next_node..end {
+                let t = self.graph.tids(node);
+                if !t.deleted {
+                    out.extend(
+                        t.tids
+                            .into_iter()
+                            .filter(|t| !self.from_pending.contains(t)),
+                    );
+                }
+            }
+            self.next_node = end;
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+        (!self.unindexed.is_empty()).then(|| std::mem::take(&mut self.unindexed))
+    }
 }
 
 /// The share of the margin kept by a scan's later rounds, which look for
@@ -562,66 +638,74 @@ pub unsafe extern "C-unwind" fn amgettuple(
         // SAFETY: the scan descriptor is valid; its ORDER BY key (at most
         // one) has a vector argument (or NULL), its index conditions are
         // search hints (integer) and distance ranges (sphere).
-        unsafe {
-            let keys = match (*scan).keyData.is_null() {
-                true => &[][..],
-                false => std::slice::from_raw_parts(
-                    (*scan).keyData,
-                    (*scan).numberOfKeys.max(0) as usize,
-                ),
-            };
-            let index = Index::new((*scan).indexRelation);
-            let mut ef = ef_search();
-            let mut ranges = Vec::new();
-            // Conditions on the vector column (the rest are on filter columns).
-            for key in keys.iter().filter(|k| k.sk_attno == 1) {
-                if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-                    return false; // `<^> NULL`, `<<->> NULL` are never true
-                }
-                match key.sk_strategy as i16 {
-                    HINT_STRATEGY => {
-                        ef = or_raise(hinted_ef_search(key.sk_argument.value() as i32))
+        'setup: {
+            unsafe {
+                let keys = match (*scan).keyData.is_null() {
+                    true => &[][..],
+                    false => std::slice::from_raw_parts(
+                        (*scan).keyData,
+                        (*scan).numberOfKeys.max(0) as usize,
+                    ),
+                };
+                let index = Index::new((*scan).indexRelation);
+                let mut ef = ef_search();
+                let mut ranges = Vec::new();
+                // Conditions on the vector column (the rest are on filter columns).
+                for key in keys.iter().filter(|k| k.sk_attno == 1) {
+                    if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                        return false; // `<^> NULL`, `<<->> NULL` are never true
                     }
-                    RANGE_STRATEGY => match or_raise(read_sphere(key.sk_argument)) {
-                        Some(sphere) => ranges.push(sphere),
-                        None => return false, // a NULL center or radius
-                    },
-                    _ => {}
+                    match key.sk_strategy as i16 {
+                        HINT_STRATEGY => {
+                            ef = or_raise(hinted_ef_search(key.sk_argument.value() as i32))
+                        }
+                        RANGE_STRATEGY => match or_raise(read_sphere(key.sk_argument)) {
+                            Some(sphere) => ranges.push(sphere),
+                            None => return false, // a NULL center or radius
+                        },
+                        _ => {}
+                    }
                 }
-            }
-            let raw: std::borrow::Cow<[f32]> = if (*scan).numberOfOrderBys >= 1 {
-                let key = &*(*scan).orderByData;
-                if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                let raw: std::borrow::Cow<[f32]> = if (*scan).numberOfOrderBys >= 1 {
+                    let key = &*(*scan).orderByData;
+                    if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                        // ORDER BY v <-> NULL: every row, as a table scan;
+                        // the executor checks any filter conditions.
+                        st.all = Some(or_raise(AllRows::start(index)));
+                        st.recheck = true;
+                        break 'setup;
+                    }
+                    let metric = or_raise(opclass_metric(index));
+                    or_raise(raw_of(metric, key.sk_argument))
+                } else if let Some(range) = ranges.first() {
+                    range.center.into()
+                } else {
+                    crate::fmgr::raise(crate::error::SqlError::internal(
+                        "cannot scan a vhnsw index without ORDER BY or a distance range",
+                    ));
+                };
+                let radii: Vec<f64> = ranges
+                    .iter()
+                    .filter(|r| r.center == &*raw)
+                    .map(|r| r.radius)
+                    .collect();
+                let (filter, filter_recheck) = or_raise(Columns::of(index)).filter(keys);
+                if filter.never() {
                     return false;
                 }
-                let metric = or_raise(opclass_metric(index));
-                or_raise(raw_of(metric, key.sk_argument))
-            } else if let Some(range) = ranges.first() {
-                range.center.into()
-            } else {
-                crate::fmgr::raise(crate::error::SqlError::internal(
-                    "cannot scan a vhnsw index without ORDER BY or a distance range",
-                ));
-            };
-            let radii: Vec<f64> = ranges
-                .iter()
-                .filter(|r| r.center == &*raw)
-                .map(|r| r.radius)
-                .collect();
-            let (filter, filter_recheck) = or_raise(Columns::of(index)).filter(keys);
-            if filter.never() {
-                return false;
+                let filter = (!filter.conditions.is_empty()).then_some(filter);
+                st.recheck = !ranges.is_empty() || filter_recheck;
+                st.with_unindexed = ranges.is_empty();
+                st.filtered = filter.is_some();
+                st.budget = (!iterative()).then_some(ef);
+                // The metapage snapshot and the first search round, while
+                // VACUUM frees no slot.
+                let _freeing = ScanLock::share(index);
+                let mut search = or_raise(Search::start(index, &raw, ef, &radii, filter));
+                crate::failpoint::hit("scan_first_round");
+                search.prime();
+                st.search = Some(search);
             }
-            let filter = (!filter.conditions.is_empty()).then_some(filter);
-            st.recheck = !ranges.is_empty() || filter_recheck;
-            st.budget = (!iterative()).then_some(ef);
-            // The metapage snapshot and the first search round, while
-            // VACUUM frees no slot.
-            let _freeing = ScanLock::share(index);
-            let mut search = or_raise(Search::start(index, &raw, ef, &radii, filter));
-            crate::failpoint::hit("scan_first_round");
-            search.prime();
-            st.search = Some(search);
         }
     }
     loop {
@@ -644,12 +728,40 @@ pub unsafe extern "C-unwind" fn amgettuple(
             }
             return true;
         }
+        if let Some(all) = st.all.as_mut() {
+            match all.next_batch() {
+                Some(mut tids) => {
+                    tids.reverse();
+                    st.tids = tids;
+                    continue;
+                }
+                None => return false,
+            }
+        }
         let Some(search) = st.search.as_mut() else {
             return false;
         };
         pgrx::check_for_interrupts!();
         match search.next_tids() {
             Some(mut tids) => {
+                tids.reverse();
+                st.tids = tids;
+            }
+            None if st.with_unindexed => {
+                // The graph is exhausted: the rows it cannot hold come
+                // last, as NaN and NULL distances sort in a table scan.
+                // The executor checks any filter conditions on them.
+                st.with_unindexed = false;
+                // SAFETY: the descriptor's index is open for the scan.
+                let index = unsafe { Index::new((*scan).indexRelation) };
+                let mut tids: Vec<Tid> = or_raise(unindexed::all(index, &search.graph.meta))
+                    .into_iter()
+                    .map(|(_, tid)| tid)
+                    .collect();
+                if tids.is_empty() {
+                    return false;
+                }
+                st.recheck |= st.filtered;
                 tids.reverse();
                 st.tids = tids;
             }

@@ -1,7 +1,8 @@
 //! `ambulkdelete` and `amvacuumcleanup`.
 //!
-//! Bulk delete removes the heap TIDs VACUUM reports dead, before the heap
-//! can reuse their slots, so a stale index entry can never point at a new
+//! Bulk delete removes the heap TIDs VACUUM reports dead (from the
+//! pending list, the graph and the unindexed rows), before the heap can
+//! reuse their slots, so a stale index entry can never point at a new
 //! row. A node left without TIDs is flagged deleted: it keeps its links, so
 //! searches still pass through it, but it is never returned.
 //!
@@ -17,6 +18,7 @@ use crate::storage::buffer::block_count;
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::Tid;
 use crate::storage::pending;
+use crate::storage::unindexed;
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
 use pgrx::pg_sys;
@@ -54,6 +56,12 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         removed += gone as f64;
         kept += live as f64;
     }
+    // SAFETY: the callback VACUUM gave us, with its state.
+    let (gone, live) = or_raise(unindexed::bulk_delete(index, |t| unsafe {
+        is_dead(&mut item_pointer(t), callback_state)
+    }));
+    removed += gone as f64;
+    kept += live as f64;
     for node in 0..graph.node_count() {
         if node % 1024 == 0 {
             pgrx::check_for_interrupts!();
@@ -130,7 +138,8 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         let graph = or_raise(PageGraph::open(index));
         let tuples: usize = (0..graph.node_count())
             .map(|n| graph.tids(n).tids.len())
-            .sum();
+            .sum::<usize>()
+            + or_raise(unindexed::all(index, &graph.meta)).len();
         // SAFETY: stats is a valid result struct.
         unsafe { (*stats).num_index_tuples = tuples as f64 };
     }

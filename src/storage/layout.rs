@@ -33,6 +33,10 @@
 //!   each node's own code entry around the origin), named by a chain of ValueDir pages
 //!   (u32 count, [u32] first blocks) from Meta::value_dir
 //!
+//! unindexed page payload (rows the graph cannot hold: NULL values, zero
+//!   vectors under cosine; newest page first from Meta::unindexed, chained
+//!   by PageOpaque.next): u32 count, then entries (reason u16, heap TID)
+//!
 //! pending page payload (the pending list, chained by PageOpaque.next):
 //!   PendingHeader (seq u32, count u16, done u16), then entries of
 //!   PendingEntry (flags u16, heap TID, aux f32) + filter words [u64; w] (unaligned)
@@ -141,6 +145,8 @@ pub enum PageKind {
     Values = 0x7606,
     /// The value region's directory of chunks.
     ValueDir = 0x7607,
+    /// Rows the graph cannot hold (`storage::unindexed`).
+    Unindexed = 0x7608,
 }
 
 /// The special space at the end of every page.
@@ -240,7 +246,9 @@ pub struct Meta {
     /// First page of the value region's directory (`storage::values`);
     /// 0 or `INVALID_BLOCK` when there is none.
     pub value_dir: u32,
-    pub spare: u32,
+    /// Newest page of the rows the graph cannot hold (`storage::unindexed`);
+    /// 0 or `INVALID_BLOCK` when there is none.
+    pub unindexed: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Meta>() <= PAYLOAD);
@@ -343,6 +351,27 @@ pub struct PendingEntry {
 
 pub const PENDING_ENTRY: usize = std::mem::size_of::<PendingEntry>();
 const _: () = assert!(PENDING_ENTRY == 12);
+
+/// Header of an unindexed page's payload.
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct UnindexedHeader {
+    pub count: u32,
+}
+
+/// A row the graph cannot hold: why, and its heap TID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct UnindexedEntry {
+    /// `storage::unindexed::Reason` code.
+    pub reason: u16,
+    pub tid: Tid,
+}
+
+const _: () = assert!(std::mem::size_of::<UnindexedEntry>() == 8);
+
+pub const UNINDEXED_PER_PAGE: usize =
+    (PAYLOAD - std::mem::size_of::<UnindexedHeader>()) / std::mem::size_of::<UnindexedEntry>();
 
 /// `PendingEntry::flags`: merged into the graph.
 pub const PENDING_MERGED: u16 = 1;

@@ -116,8 +116,8 @@ pub fn params_of(meta: &Meta) -> SqlResult<Params> {
 }
 
 /// Writes `meta`'s graph fields into the metapage in `batch` (which locks
-/// it); the pending list's fields stay as they are on the page, since
-/// appenders change them without the graph lock. Only the graph writer,
+/// it); the pending list's and the unindexed rows' fields stay as they
+/// are on the page, since appenders change them without the graph lock. Only the graph writer,
 /// which holds the graph lock, calls this.
 pub fn put_graph_fields(batch: &mut WalBatch, meta: &Meta) {
     let i = batch.page(META_BLOCK, None);
@@ -130,5 +130,6 @@ pub fn put_graph_fields(batch: &mut WalBatch, meta: &Meta) {
     meta.pending_head_seq = current.pending_head_seq;
     meta.pending_done = current.pending_done;
     meta.merge_requested = current.merge_requested;
+    meta.unindexed = current.unindexed;
     put_meta(batch.bytes_mut(i), &meta);
 }

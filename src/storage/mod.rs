@@ -2,7 +2,7 @@
 //! buffer access with WAL ([`buffer`]), the metapage ([`meta`]), the graph
 //! over pages ([`graph`], read side), its one writer ([`writer`], with the
 //! crash-ordering rules) and allocation ([`alloc`]), and the pending list
-//! ([`pending`]).
+//! ([`pending`]), and the rows the graph cannot hold ([`unindexed`]).
 
 mod alloc;
 pub mod buffer;
@@ -11,6 +11,7 @@ pub mod graph;
 pub mod layout;
 pub mod meta;
 pub mod pending;
+pub mod unindexed;
 pub mod values;
 pub mod writer;
 

@@ -112,9 +112,9 @@ mod tests {
             sql_error("SELECT '[1]'::vector(1,2)"),
             "22023 invalid type modifier"
         );
-        assert!(sql_error("SELECT subvector('[1,2,3]', 5, 1)")
+        assert!(sql_error("SELECT subvector('[1,2,3]'::vector, 5, 1)")
             .starts_with("22000 vector must have at least 1 dimension"));
-        assert!(sql_error("SELECT subvector('[1,2,3]', 1, 0)").starts_with("22000 "));
+        assert!(sql_error("SELECT subvector('[1,2,3]'::vector, 1, 0)").starts_with("22000 "));
         let concat =
             "SELECT array_fill(1, ARRAY[9000])::vector || array_fill(1, ARRAY[9000])::vector";
         assert!(sql_error(concat).starts_with("54000 "));
@@ -141,6 +141,6 @@ mod tests {
         ] {
             assert_ne!(sql_error(q), "no error");
         }
-        assert_eq!(one::<i32>("SELECT vector_dims('[1,2]')"), 2);
+        assert_eq!(one::<i32>("SELECT vector_dims('[1,2]'::vector)"), 2);
     }
 }

@@ -70,7 +70,7 @@ mod tests {
 
     #[pg_test]
     fn vector_functions() {
-        assert_eq!(one::<i32>("SELECT vector_dims('[1,2,3]')"), 3);
+        assert_eq!(one::<i32>("SELECT vector_dims('[1,2,3]'::vector)"), 3);
         close("SELECT vector_norm('[3,4]')", 5.0);
         assert_eq!(
             one::<String>("SELECT l2_normalize('[3,4]'::vector)::text"),
@@ -81,15 +81,15 @@ mod tests {
             "[0,0]"
         );
         assert_eq!(
-            one::<String>("SELECT subvector('[1,2,3,4,5]', 2, 3)::text"),
+            one::<String>("SELECT subvector('[1,2,3,4,5]'::vector, 2, 3)::text"),
             "[2,3,4]"
         );
         assert_eq!(
-            one::<String>("SELECT subvector('[1,2,3,4,5]', 4, 9)::text"),
+            one::<String>("SELECT subvector('[1,2,3,4,5]'::vector, 4, 9)::text"),
             "[4,5]"
         );
         assert_eq!(
-            one::<String>("SELECT binary_quantize('[1,-1,0,2.5]')::text"),
+            one::<String>("SELECT binary_quantize('[1,-1,0,2.5]'::vector)::text"),
             "1001"
         );
     }

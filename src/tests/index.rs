@@ -281,32 +281,103 @@ mod tests {
         );
     }
 
+    /// Rows the graph cannot hold (NULL vectors; zero vectors under
+    /// cosine, whose distances are NaN) come after every real distance,
+    /// NaN before NULL, exactly as a table scan orders them; a NULL query
+    /// returns every row. Before and after CREATE INDEX, with or without
+    /// a filter column, for vector and halfvec.
     #[pg_test]
-    fn nulls_and_zero_vectors_are_not_indexed() {
-        run("CREATE TABLE z (id int, v vector(2))");
-        run("INSERT INTO z VALUES (1, '[1,0]'), (2, NULL), (3, '[0,0]'), (4, '[0,1]')");
-        run("CREATE INDEX ON z USING vhnsw (v vector_cosine_ops)");
-        run("INSERT INTO z VALUES (5, NULL), (6, '[0,0]'), (7, '[1,1]')");
+    fn index_scans_return_what_table_scans_return() {
+        run("CREATE TABLE z (id int, v vector(2), h halfvec(2), t int)");
+        run("INSERT INTO z VALUES (1, '[1,0]', '[1,0]', 1), (2, NULL, NULL, 1), (3, '[0,0]', '[0,0]', 2), (4, '[0,1]', '[0,1]', 2)");
+        run("CREATE INDEX z_cos ON z USING vhnsw (v vector_cosine_ops)");
+        run("CREATE INDEX z_l2 ON z USING vhnsw (v vector_l2_ops)");
+        run("CREATE INDEX z_hcos ON z USING vhnsw (h halfvec_cosine_ops)");
+        run("CREATE INDEX z_comp ON z USING vhnsw (v vector_cosine_ops, t)");
+        run("INSERT INTO z VALUES (5, NULL, NULL, 2), (6, '[0,0]', '[0,0]', 1), (7, '[1,1]', '[1,1]', 1)");
+        let in_order = |query: &str| -> Vec<i32> {
+            run("SET LOCAL enable_seqscan = off");
+            run("SET LOCAL enable_indexscan = on");
+            assert!(uses_index(query), "{query}");
+            let by_index = ids(query, &[]);
+            run("SET LOCAL enable_seqscan = on");
+            run("SET LOCAL enable_indexscan = off");
+            let by_table = ids(query, &[]);
+            run("RESET enable_indexscan");
+            // Real distances in order, then NaN rows, then NULL rows; ties
+            // (within NaN, within NULL) in any order.
+            let class = |ids: &[i32]| -> Vec<(u8, i32)> {
+                let mut c: Vec<(u8, i32)> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &id)| match id {
+                        3 | 6 if query.contains("<=>") => (1, id),
+                        2 | 5 => (2, id),
+                        _ => (0, i as i32),
+                    })
+                    .collect();
+                c.sort_unstable();
+                c
+            };
+            assert_eq!(
+                class(&by_index),
+                class(&by_table),
+                "{query}: {by_index:?} vs {by_table:?}"
+            );
+            by_index
+        };
+        let got = in_order("SELECT id FROM z ORDER BY v <=> '[1,0.1]' LIMIT 10");
+        assert_eq!(&got[..3], &[1, 7, 4]);
+        assert_eq!(got.len(), 7);
+        in_order("SELECT id FROM z ORDER BY h <=> '[1,0.1]' LIMIT 10");
+        let got = in_order("SELECT id FROM z ORDER BY v <-> '[0,0]' LIMIT 10");
+        assert_eq!(got.len(), 7);
+        run("DROP INDEX z_cos");
+        let got = in_order("SELECT id FROM z WHERE t = 1 ORDER BY v <=> '[1,0.1]' LIMIT 10");
+        assert_eq!(got.len(), 4);
+        // A zero query: every distance NaN, then the NULLs.
         run("SET LOCAL enable_seqscan = off");
-        let got = ids("SELECT id FROM z ORDER BY v <=> '[1,0.1]' LIMIT 10", &[]);
-        assert_eq!(got, vec![1, 7, 4]);
-        // A NULL query vector returns no rows from the index (a parameter,
-        // since a NULL literal is folded away before any index is chosen).
+        let mut got = ids("SELECT id FROM z ORDER BY v <=> '[0,0]' LIMIT 10", &[]);
+        run("RESET enable_seqscan");
+        let mut nulls = got.split_off(5);
+        got.sort_unstable();
+        nulls.sort_unstable();
+        assert_eq!((got, nulls), (vec![1, 3, 4, 6, 7], vec![2, 5]));
+        // A NULL query returns every row (a parameter, since a NULL
+        // literal is folded away before any index is chosen).
+        run("DROP INDEX z_comp");
         run("SET LOCAL plan_cache_mode = force_generic_plan");
-        run("PREPARE nullq(vector) AS SELECT count(*) FROM (SELECT id FROM z ORDER BY v <=> $1 LIMIT 10) s");
+        run("PREPARE nullq(vector) AS SELECT count(*) FROM (SELECT id FROM z ORDER BY v <-> $1 LIMIT 10) s");
+        run("SET LOCAL enable_seqscan = off");
         assert!(
             one::<pgrx::datum::Json>("EXPLAIN (FORMAT JSON) EXECUTE nullq(NULL)")
                 .0
                 .to_string()
                 .contains("Index Scan")
         );
-        assert_eq!(one::<i64>("EXECUTE nullq(NULL)"), 0);
+        assert_eq!(one::<i64>("EXECUTE nullq(NULL)"), 7);
         run("DEALLOCATE nullq");
-        // Under L2 a zero vector is an ordinary point.
-        run("CREATE INDEX ON z USING vhnsw (v vector_l2_ops)");
-        let got = ids("SELECT id FROM z ORDER BY v <-> '[0,0]' LIMIT 2", &[]);
-        assert_eq!(got.len(), 2);
-        assert!(got.contains(&3) && got.contains(&6));
+        // A distance range holds no NULL or NaN distance.
+        run("CREATE INDEX z_range ON z USING vhnsw (v vector_l2_ops)");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM z WHERE v <<->> sphere('[0,0]', 5)"),
+            5
+        );
+        assert_eq!(
+            one::<String>("SELECT (vhnsw_stats('z_l2') ->> 'unindexed')"),
+            "2"
+        );
+        assert_eq!(
+            one::<String>("SELECT (vhnsw_stats('z_hcos') ->> 'unindexed')"),
+            "4"
+        );
+        for index in ["z_l2", "z_hcos", "z_range"] {
+            assert_eq!(
+                one::<String>(&format!("SELECT vhnsw_check('{index}')")),
+                "",
+                "{index}"
+            );
+        }
     }
 
     #[pg_test]

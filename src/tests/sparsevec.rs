@@ -664,8 +664,9 @@ mod tests {
         );
         assert_eq!(one::<f64>("SELECT l2_norm('{}/2'::sparsevec)"), 0.0);
         assert_eq!(one::<f64>("SELECT l2_norm('{1:2}/1'::sparsevec)"), 2.0);
-        // l2_norm(sparsevec) is reached from a vector through the implicit cast.
-        assert_eq!(one::<f64>("SELECT l2_norm('[3,4]'::vector)"), 5.0);
+        // A vector casts implicitly to both halfvec and sparsevec: as in
+        // pgvector, l2_norm of a vector is ambiguous (vector_norm is its).
+        assert!(sql_error("SELECT l2_norm('[3,4]'::vector)").starts_with("42725 "));
         for (input, output) in [
             ("{1:3,2:4}/2", "{1:0.6,2:0.8}/2"),
             ("{1:3}/2", "{1:1}/2"),
