@@ -181,3 +181,38 @@ CREATE OPERATOR CLASS sparsevec_ops
     OPERATOR 4 >=,
     OPERATOR 5 >,
     FUNCTION 1 sparsevec_cmp(sparsevec, sparsevec);
+
+-- casts with halfvec, as pgvector defines them -------------------------------
+
+CREATE FUNCTION halfvec_to_sparsevec(halfvec, integer, boolean) RETURNS sparsevec
+    AS 'MODULE_PATHNAME', 'vdb_halfvec_to_sparsevec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION sparsevec_to_halfvec(sparsevec, integer, boolean) RETURNS halfvec
+    AS 'MODULE_PATHNAME', 'vdb_sparsevec_to_halfvec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (halfvec AS sparsevec) WITH FUNCTION halfvec_to_sparsevec(halfvec, integer, boolean) AS IMPLICIT;
+CREATE CAST (sparsevec AS halfvec) WITH FUNCTION sparsevec_to_halfvec(sparsevec, integer, boolean) AS ASSIGNMENT;
+
+-- vhnsw operator classes: a node holds up to max_nnz non-zeros (an index
+-- option; by default as many as fit a node in one page, 999 at m = 16),
+-- up to 16,000 (pgvector's HNSW: 1,000).
+
+CREATE FUNCTION vhnsw_support_sparsevec_l2(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_sparsevec_l2' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_sparsevec_ip(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_sparsevec_ip' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_sparsevec_cosine(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_sparsevec_cosine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vhnsw_support_sparsevec_l1(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_vhnsw_support_sparsevec_l1' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS sparsevec_l2_ops FOR TYPE sparsevec USING vhnsw AS
+    OPERATOR 1 <-> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_sparsevec_l2(internal);
+CREATE OPERATOR CLASS sparsevec_ip_ops FOR TYPE sparsevec USING vhnsw AS
+    OPERATOR 1 <#> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_sparsevec_ip(internal);
+CREATE OPERATOR CLASS sparsevec_cosine_ops FOR TYPE sparsevec USING vhnsw AS
+    OPERATOR 1 <=> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_sparsevec_cosine(internal);
+CREATE OPERATOR CLASS sparsevec_l1_ops FOR TYPE sparsevec USING vhnsw AS
+    OPERATOR 1 <+> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 vhnsw_support_sparsevec_l1(internal);

@@ -16,7 +16,7 @@
 use super::columns::Columns;
 use super::options::index_options;
 use super::utils::tid_of;
-use super::utils::{check_dims, column_dims, opclass_metric, or_raise, prepare, raw_of};
+use super::utils::{check_dims, index_dims, opclass_metric, or_raise, prepare, raw_of};
 use crate::error::{SqlError, SqlResult};
 use crate::storage::buffer::{Block, BulkWriter};
 use crate::storage::graph::{code_list, encode_slot, encode_upper, write_overflow};
@@ -250,7 +250,7 @@ unsafe extern "C-unwind" fn build_callback(
         }
         let old = pg_sys::MemoryContextSwitchTo(state.row_context);
         let result = (|| {
-            let raw = raw_of(state.metric, *values)?;
+            let raw = raw_of(state.metric, *values, state.dims)?;
             let Some(point) = prepare(state.metric, &raw)? else {
                 state.unindexed.push((Reason::NoDirection, tid_of(&*tid)));
                 return Ok(());
@@ -305,7 +305,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         m: options.m,
         ef_construction: options.ef_construction,
         code_bits: options.code_bits,
-        dims: column_dims(index_rel).unwrap_or(0),
+        dims: index_dims(index_rel, metric, &options, columns.words_len()),
         budget,
         graph: None,
         first_tid: Vec::new(),
@@ -368,7 +368,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let columns = or_raise(Columns::of(index_rel));
     let metric = or_raise(opclass_metric(index_rel));
     let mut meta = new_meta(
-        column_dims(index_rel).unwrap_or(0),
+        index_dims(index_rel, metric, &options, columns.words_len()),
         metric,
         options.m,
         options.ef_construction,

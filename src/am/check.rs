@@ -281,7 +281,11 @@ fn value_problems(graph: &PageGraph, in_use: &dyn Fn(NodeId) -> bool) -> Vec<Str
 ///
 /// # Safety
 /// `index` must be open (its table is then locked too).
-unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec<(Tid, bool)>)> {
+unsafe fn indexable_rows(
+    index: Index,
+    metric: Metric,
+    words: usize,
+) -> SqlResult<(String, Vec<(Tid, bool)>)> {
     // SAFETY: as the caller promises; the scan, slot and executor state
     // are released below. The index's value of a row is formed as the
     // build forms it (FormIndexDatum: a column or an expression), and a
@@ -338,9 +342,13 @@ unsafe fn indexable_rows(index: Index, metric: Metric) -> SqlResult<(String, Vec
                 if isnull[0] {
                     return Ok(Some(false));
                 }
-                if matches!(metric, Metric::Cosine | Metric::HalfCosine) {
+                if matches!(
+                    metric,
+                    Metric::Cosine | Metric::HalfCosine | Metric::SparseCosine
+                ) {
                     // A zero vector has no place in the graph.
-                    return Ok(Some(metric.prepare(&raw_of(metric, values[0])?).is_ok()));
+                    let raw = raw_of(metric, values[0], words)?;
+                    return Ok(Some(metric.prepare(&raw).is_ok()));
                 }
                 Ok(Some(true))
             })();
@@ -506,7 +514,9 @@ fn check(args: &Args) -> SqlResult<Datum> {
             // The table's rows first: reading them may open its TOAST
             // relation, a lock not to take while holding the graph lock.
             // SAFETY: the index is open, so its table is locked.
-            let table = unsafe { indexable_rows(index, super::utils::opclass_metric(index)?)? };
+            let metric = super::utils::opclass_metric(index)?;
+            let words = crate::storage::meta::read_meta(index)?.dims as usize;
+            let table = unsafe { indexable_rows(index, metric, words)? };
             // No merge may move rows between the graph and the list meanwhile
             // (the table is locked already: table locks come first).
             let _lock = GraphLock::acquire(index);

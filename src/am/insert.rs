@@ -10,7 +10,7 @@
 use super::columns::Columns;
 use super::merge::{merge_batch, LockMode};
 use super::options::{merge_batch_size, pending_hard_limit};
-use super::utils::{check_dims, opclass_metric, or_raise, prepare, raw_of, tid_of};
+use super::utils::{check_dims, or_raise, prepare, raw_of, tid_of};
 use super::worker;
 use crate::error::SqlResult;
 use crate::storage::layout::{EntryShape, Tid};
@@ -43,21 +43,24 @@ pub unsafe extern "C-unwind" fn aminsert(
         or_raise(unindexed::append(index, tid, Reason::Null));
         return false;
     }
-    let metric = or_raise(opclass_metric(index));
-    // SAFETY: a non-null value of the indexed column, of the operator
-    // class's type.
-    let raw = or_raise(unsafe { raw_of(metric, value) });
     let columns = or_raise(Columns::of(index));
     // SAFETY: as above, one value per column of the index's types.
     let words = unsafe { columns.words(values, isnull) };
-    or_raise(insert(index, &raw, &words, tid));
+    // SAFETY: a non-null value of the indexed column, of the operator
+    // class's type.
+    or_raise(unsafe { insert(index, value, &words, tid) });
     false
 }
 
-fn insert(index: Index, raw: &[f32], words: &[u64], tid: Tid) -> SqlResult<()> {
+/// # Safety
+/// `value` must be a non-null value of the indexed column's type.
+unsafe fn insert(index: Index, value: pg_sys::Datum, words: &[u64], tid: Tid) -> SqlResult<()> {
     let meta = read_meta(index)?;
     let metric = vdb_core::hnsw::Metric::from_code(meta.metric)
         .ok_or_else(|| crate::error::SqlError::internal("vhnsw metapage has an unknown metric"))?;
+    // SAFETY: (caller) a value of the operator class's type.
+    let raw = unsafe { raw_of(metric, value, meta.dims as usize)? };
+    let raw = &*raw;
     let Some(point) = prepare(metric, raw)? else {
         // A zero vector under cosine: no place in the graph.
         return unindexed::append(index, tid, Reason::NoDirection);

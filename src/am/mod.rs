@@ -82,4 +82,8 @@ metric_support! {
     vdb_vhnsw_support_halfvec_l1 => Metric::HalfL1,
     vdb_vhnsw_support_bit_hamming => Metric::Hamming,
     vdb_vhnsw_support_bit_jaccard => Metric::Jaccard,
+    vdb_vhnsw_support_sparsevec_l2 => Metric::SparseL2,
+    vdb_vhnsw_support_sparsevec_ip => Metric::SparseInnerProduct,
+    vdb_vhnsw_support_sparsevec_cosine => Metric::SparseCosine,
+    vdb_vhnsw_support_sparsevec_l1 => Metric::SparseL1,
 }

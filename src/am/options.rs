@@ -14,6 +14,9 @@ pub const EF_CONSTRUCTION_MAX: i32 = 1000;
 /// One bit per coded coordinate: at equal recall, 4–8× fewer page reads
 /// than plain lists (see the README's Tuning section).
 pub const CODE_BITS_DEFAULT: i32 = 1;
+/// `max_nnz` of a sparsevec index: 0 means as many non-zeros as fit a
+/// node in one page (999 at `m` = 16).
+pub const MAX_NNZ_DEFAULT: i32 = 0;
 
 /// `vhnsw.ef_search`: candidates kept by a search; more is slower and more
 /// accurate.
@@ -71,6 +74,7 @@ struct RawOptions {
     m: i32,
     ef_construction: i32,
     code_bits: i32,
+    max_nnz: i32,
 }
 
 /// An index's options, defaults filled in.
@@ -80,6 +84,8 @@ pub struct IndexOptions {
     pub ef_construction: usize,
     /// Bits per coded coordinate in level-0 lists (0: no codes).
     pub code_bits: u8,
+    /// Non-zeros a sparsevec index's node holds (0: a page's worth).
+    pub max_nnz: usize,
 }
 
 /// Registers the GUCs and the reloptions; called from `_PG_init`.
@@ -185,6 +191,16 @@ pub fn init() {
             8,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        pg_sys::add_int_reloption(
+            kind,
+            c"max_nnz".as_ptr(),
+            c"Non-zero elements a sparsevec index holds per vector (0: as many as fit a page)"
+                .as_ptr(),
+            MAX_NNZ_DEFAULT,
+            0,
+            crate::sparsevec::MAX_NNZ as i32,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
     }
 }
 
@@ -209,6 +225,11 @@ pub unsafe extern "C-unwind" fn amoptions(
             optname: c"code_bits".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(RawOptions, code_bits) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"max_nnz".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(RawOptions, max_nnz) as i32,
         },
     ];
     // SAFETY: build_reloptions fills a palloc'd RawOptions from the table;
@@ -240,9 +261,14 @@ pub unsafe extern "C-unwind" fn amoptions(
 pub fn index_options(index: crate::storage::Index) -> IndexOptions {
     // SAFETY: rd_options is null or the RawOptions amoptions returned.
     let raw = unsafe { (*index.raw()).rd_options.cast::<RawOptions>().as_ref() };
-    let (m, efc, bits) = raw.map_or(
-        (M_DEFAULT, EF_CONSTRUCTION_DEFAULT, CODE_BITS_DEFAULT),
-        |o| (o.m, o.ef_construction, o.code_bits),
+    let (m, efc, bits, max_nnz) = raw.map_or(
+        (
+            M_DEFAULT,
+            EF_CONSTRUCTION_DEFAULT,
+            CODE_BITS_DEFAULT,
+            MAX_NNZ_DEFAULT,
+        ),
+        |o| (o.m, o.ef_construction, o.code_bits, o.max_nnz),
     );
     IndexOptions {
         m: m as usize,
@@ -253,6 +279,7 @@ pub fn index_options(index: crate::storage::Index) -> IndexOptions {
         } else {
             CODE_BITS_DEFAULT as u8
         },
+        max_nnz: usize::try_from(max_nnz).unwrap_or(0),
     }
 }
 

@@ -676,7 +676,8 @@ pub unsafe extern "C-unwind" fn amgettuple(
                         break 'setup;
                     }
                     let metric = or_raise(opclass_metric(index));
-                    or_raise(raw_of(metric, key.sk_argument))
+                    let words = or_raise(read_meta(index)).dims as usize;
+                    or_raise(raw_of(metric, key.sk_argument, words))
                 } else if let Some(range) = ranges.first() {
                     range.center.into()
                 } else {

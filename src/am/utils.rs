@@ -121,15 +121,41 @@ pub fn prepare(metric: Metric, raw: &[f32]) -> SqlResult<Option<Point>> {
 
 /// An indexed value or a query as the raw elements [`Metric::prepare`]
 /// takes: a `vector`'s floats, a `halfvec`'s exact values, or one 0 or 1
-/// per bit of a `bit` string; its length is the SQL dimension count.
+/// per bit of a `bit` string (its length is then the SQL dimension
+/// count); a `sparsevec` packed into the index's `words`
+/// (`vdb_core::distance::sparse`).
 ///
 /// # Safety
 /// `datum` must be a non-null value of the type the index's operator
 /// class (of `metric`) is for, valid for `'a`.
-pub unsafe fn raw_of<'a>(metric: Metric, datum: pg_sys::Datum) -> SqlResult<Cow<'a, [f32]>> {
+pub unsafe fn raw_of<'a>(
+    metric: Metric,
+    datum: pg_sys::Datum,
+    words: usize,
+) -> SqlResult<Cow<'a, [f32]>> {
     // SAFETY: (caller) the datum is of the metric's type.
     unsafe {
-        if metric.is_half() {
+        if metric.is_sparse() {
+            let s = crate::sparsevec::detoast(datum)?;
+            let capacity = words.saturating_sub(2) / 2;
+            let indices: Vec<u32> = s.indices.iter().map(|&i| i as u32).collect();
+            let packed = vdb_core::distance::sparse::pack(s.dim as u32, &indices, s.values, capacity)
+                .ok_or_else(|| {
+                    SqlError::new(
+                        SqlState::ProgramLimitExceeded,
+                        format!(
+                            "sparsevec has {} non-zero elements, more than this index holds ({capacity})",
+                            s.indices.len()
+                        ),
+                    )
+                    .with_detail(format!(
+                        "A vhnsw index on sparsevec holds max_nnz non-zeros per vector: \
+                         rebuild it WITH (max_nnz = ...), up to {}.",
+                        crate::sparsevec::MAX_NNZ
+                    ))
+                })?;
+            Ok(Cow::Owned(packed))
+        } else if metric.is_half() {
             Ok(Cow::Owned(crate::halfvec::to_f32s(
                 crate::halfvec::detoast(datum)?,
             )))
@@ -140,6 +166,26 @@ pub unsafe fn raw_of<'a>(metric: Metric, datum: pg_sys::Datum) -> SqlResult<Cow<
         } else {
             Ok(Cow::Borrowed(crate::fmgr::detoast_vector(datum)?))
         }
+    }
+}
+
+/// The dimensions a new index records: a sparsevec index's packed size
+/// (from `max_nnz`, or a page's worth), else the column's `vector(n)`
+/// (0 until the first row when it has none).
+pub fn index_dims(
+    index: Index,
+    metric: Metric,
+    options: &super::options::IndexOptions,
+    filter_words: usize,
+) -> usize {
+    if metric.is_sparse() {
+        let capacity = match options.max_nnz {
+            0 => crate::storage::layout::sparse_capacity_for_page(options.m, filter_words),
+            n => n,
+        };
+        vdb_core::distance::sparse::words_for(capacity)
+    } else {
+        column_dims(index).unwrap_or(0)
     }
 }
 

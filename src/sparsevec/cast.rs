@@ -9,13 +9,6 @@
 use super::{check_dim, check_element, check_nnz, check_typmod, SparseVec};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, NewVector};
-use pgrx::pg_sys::{self, Datum, Oid};
-
-// The raw fmgr entry point: pg_sys only exposes a Rust wrapper of it, and
-// DirectFunctionCall needs the C function pointer.
-unsafe extern "C-unwind" {
-    fn numeric_float4(fcinfo: pg_sys::FunctionCallInfo) -> Datum;
-}
 
 /// The non-zero elements of a dense vector, as a sparse vector; `dense`
 /// must be non-empty and its values finite.
@@ -37,53 +30,6 @@ pub fn from_dense(dense: &[f32]) -> SqlResult<SparseVec> {
     })
 }
 
-/// Converts one `double precision` to an element the way vdb's `vector`
-/// does (stricter than pgvector, never a silently altered value): a value
-/// outside `real`'s range, or a non-zero one that rounds to zero, is an
-/// error rather than an infinity or a dropped element. `x` is finite.
-fn f64_to_element(x: f64) -> SqlResult<f32> {
-    let y = x as f32;
-    if y.is_infinite() {
-        return Err(SqlError::out_of_range("value out of range: overflow"));
-    }
-    if y == 0.0 && x != 0.0 {
-        return Err(SqlError::out_of_range("value out of range: underflow"));
-    }
-    Ok(y)
-}
-
-/// Converts array elements to dense values, by element type.
-fn datums_to_values(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>> {
-    let float4 = |d: &Datum| f32::from_bits(d.value() as u32);
-    Ok(match oid {
-        pg_sys::INT4OID => datums.iter().map(|d| d.value() as i32 as f32).collect(),
-        pg_sys::FLOAT4OID => datums.iter().map(float4).collect(),
-        pg_sys::FLOAT8OID => datums
-            .iter()
-            .map(|d| {
-                let x = f64::from_bits(d.value() as u64);
-                // NaN and infinities keep pgvector's messages.
-                if x.is_finite() {
-                    f64_to_element(x)
-                } else {
-                    Ok(x as f32)
-                }
-            })
-            .collect::<SqlResult<_>>()?,
-        pg_sys::NUMERICOID => datums
-            .iter()
-            // SAFETY: numeric_float4 takes one numeric datum; it raises
-            // 22003 itself for values outside float4's range.
-            .map(|d| {
-                float4(&unsafe {
-                    pg_sys::DirectFunctionCall1Coll(Some(numeric_float4), pg_sys::InvalidOid, *d)
-                })
-            })
-            .collect(),
-        _ => return Err(SqlError::data("unsupported array type")),
-    })
-}
-
 pg_fn! {
     /// `sparsevec(sparsevec, integer, boolean)`: applies a `sparsevec(n)` typmod.
     fn vdb_sparsevec_typmod_cast(args) {
@@ -101,6 +47,40 @@ pg_fn! {
         check_dim(dim)?;
         check_typmod(args.int32(1), dim)?;
         Ok(from_dense(dense)?.into_datum())
+    }
+}
+
+pg_fn! {
+    /// `halfvec_to_sparsevec(halfvec, integer, boolean)`: exact (zeros
+    /// dropped).
+    fn vdb_halfvec_to_sparsevec(args) {
+        let dense = crate::halfvec::to_f32s(crate::halfvec::arg(&args, 0)?);
+        let dim = i32::try_from(dense.len()).unwrap_or(i32::MAX);
+        check_dim(dim)?;
+        check_typmod(args.int32(1), dim)?;
+        Ok(from_dense(&dense)?.into_datum())
+    }
+}
+
+pg_fn! {
+    /// `sparsevec_to_halfvec(sparsevec, integer, boolean)`: each value
+    /// rounded to a half (an error past half's range).
+    fn vdb_sparsevec_to_halfvec(args) {
+        let v = super::arg(&args, 0)?;
+        let dim = usize::try_from(v.dim).unwrap_or(usize::MAX);
+        crate::halfvec::check_dim(dim)?;
+        crate::vector::check_typmod(args.int32(1), dim)?;
+        let mut dense = vec![0.0f32; dim];
+        for (&index, &value) in v.indices.iter().zip(v.values) {
+            let slot = usize::try_from(index).ok().and_then(|i| dense.get_mut(i));
+            let Some(slot) = slot else {
+                return Err(SqlError::internal(format!(
+                    "corrupt sparsevec value: index {index} of {dim} dimensions"
+                )));
+            };
+            *slot = value;
+        }
+        crate::halfvec::datum_from_f32s(&dense)
     }
 }
 
@@ -135,7 +115,7 @@ pg_fn! {
         let dim = i32::try_from(datums.len()).unwrap_or(i32::MAX);
         check_dim(dim)?;
         check_typmod(args.int32(1), dim)?;
-        let dense = datums_to_values(oid, &datums)?;
+        let dense = crate::vector::cast::datums_to_reals(oid, &datums)?;
         // pgvector counts NaN and infinities as non-zero, checks the count,
         // then the elements.
         let nnz = dense.iter().filter(|&&x| x != 0.0 || x.is_nan()).count();
@@ -148,7 +128,6 @@ pg_fn! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::SqlState;
 
     #[test]
     fn dense_to_sparse_drops_zeros() {
@@ -165,19 +144,6 @@ mod tests {
         assert_eq!(
             from_dense(&many).unwrap_err().message,
             "sparsevec cannot have more than 16000 non-zero elements"
-        );
-    }
-
-    #[test]
-    fn double_to_element_is_strict() {
-        assert_eq!(f64_to_element(1.5), Ok(1.5));
-        assert_eq!(f64_to_element(-0.0), Ok(0.0));
-        let e = f64_to_element(4e38).unwrap_err();
-        assert_eq!(e.state, SqlState::NumericValueOutOfRange);
-        assert_eq!(e.message, "value out of range: overflow");
-        assert_eq!(
-            f64_to_element(-1e-46).unwrap_err().message,
-            "value out of range: underflow"
         );
     }
 }

@@ -179,6 +179,17 @@ pub(crate) fn arg_with_datum<'a>(args: &Args<'a>, i: usize) -> SqlResult<(Datum,
     }
 }
 
+/// The contents of a (possibly toasted) `sparsevec` datum; a detoasted
+/// copy lives in the current memory context.
+///
+/// # Safety
+/// `datum` must be a non-null `sparsevec` value valid for `'a`.
+pub(crate) unsafe fn detoast<'a>(datum: Datum) -> SqlResult<Sparse<'a>> {
+    // SAFETY: (caller) datum is a sparsevec; detoasting yields a varlena
+    // with a 4-byte header, valid as long as the datum.
+    unsafe { read_varlena(pg_sys::pg_detoast_datum(datum.cast_mut_ptr())) }
+}
+
 /// Reads a detoasted `sparsevec` varlena in place, checking that its header
 /// agrees with its size (a corrupt value is an error, not a wild read).
 ///

@@ -568,6 +568,14 @@ impl Geometry {
     }
 }
 
+/// Non-zeros a sparsevec node holds when a node is to fill one page:
+/// what the slot leaves after its header, filter words and level-0 list,
+/// at 8 bytes each (an index and a value), less the 8 of the packing's
+/// dimension and count words.
+pub fn sparse_capacity_for_page(m: usize, filter_words: usize) -> usize {
+    (PAYLOAD - NODE_HEADER - 8 * filter_words - 8 * m - 8) / 8
+}
+
 /// Words a stored point of the index takes: `Meta::dims` is the SQL
 /// dimension count, and `halfvec` and `bit` indexes pack two halves or 32
 /// bits into each word (`Metric::stored_len`).

@@ -234,6 +234,22 @@ mod tests {
     fn halfvec_casts_as_pgvector_defines_them() {
         assert_eq!(text("SELECT '[1,2.5]'::vector::halfvec::text"), "[1,2.5]");
         assert_eq!(text("SELECT '[1,2.5]'::halfvec::vector::text"), "[1,2.5]");
+        assert_eq!(
+            text("SELECT '[0,2.5,0,-1]'::halfvec::sparsevec::text"),
+            "{2:2.5,4:-1}/4"
+        );
+        assert_eq!(
+            text("SELECT '{2:0.1,4:-1}/4'::sparsevec::halfvec::text"),
+            "[0,0.099975586,0,-1]"
+        );
+        assert_eq!(
+            sql_error("SELECT '{1:70000}/2'::sparsevec::halfvec"),
+            "22003 \"70000\" is out of range for type halfvec"
+        );
+        assert_eq!(
+            sql_error("SELECT '{1:1}/16001'::sparsevec::halfvec"),
+            "54000 halfvec cannot have more than 16000 dimensions"
+        );
         assert_eq!(text("SELECT ARRAY[1,2]::halfvec::text"), "[1,2]");
         assert_eq!(
             text("SELECT ARRAY[1.5,2]::real[]::halfvec::text"),
@@ -268,7 +284,7 @@ mod tests {
         assert_eq!(
             text("SELECT string_agg(castsource::regtype || '>' || casttarget::regtype || ':' || castcontext::text, ' ' ORDER BY castsource::regtype::text, casttarget::regtype::text)
                   FROM pg_cast WHERE casttarget = 'halfvec'::regtype OR castsource = 'halfvec'::regtype"),
-            "double precision[]>halfvec:a halfvec>halfvec:i halfvec>real[]:a halfvec>vector:a integer[]>halfvec:a numeric[]>halfvec:a real[]>halfvec:a vector>halfvec:i"
+            "double precision[]>halfvec:a halfvec>halfvec:i halfvec>real[]:a halfvec>sparsevec:i halfvec>vector:a integer[]>halfvec:a numeric[]>halfvec:a real[]>halfvec:a sparsevec>halfvec:a vector>halfvec:i"
         );
         // A vector column takes a halfvec on assignment, and back.
         run("CREATE TABLE mixed (v vector(2), h halfvec(2))");

@@ -548,8 +548,9 @@ mod tests {
             "SELECT count(*) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'vhnsw' AND NOT amvalidate(c.oid)",
         );
         assert_eq!(bad, 0);
-        // Five vector classes, four halfvec, two bit, nine for filter columns.
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'vhnsw'"), 20);
+        // Five vector classes, four halfvec, two bit, four sparsevec, nine
+        // for filter columns.
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'vhnsw'"), 24);
     }
 
     /// When the graph does not fit maintenance_work_mem the build says so

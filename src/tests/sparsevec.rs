@@ -959,6 +959,7 @@ mod tests {
             "array_to_sparsevec(numeric[],integer,boolean)",
             "array_to_sparsevec(real[],integer,boolean)",
             "cosine_distance(sparsevec,sparsevec)",
+            "halfvec_to_sparsevec(halfvec,integer,boolean)",
             "inner_product(sparsevec,sparsevec)",
             "l1_distance(sparsevec,sparsevec)",
             "l2_distance(sparsevec,sparsevec)",
@@ -978,6 +979,7 @@ mod tests {
             "sparsevec_out(sparsevec)",
             "sparsevec_recv(internal,oid,integer)",
             "sparsevec_send(sparsevec)",
+            "sparsevec_to_halfvec(sparsevec,integer,boolean)",
             "sparsevec_to_vector(sparsevec,integer,boolean)",
             "vector_to_sparsevec(vector,integer,boolean)",
         ];

@@ -266,6 +266,72 @@ mod tests {
     }
 
     #[pg_test]
+    fn sparsevec_operator_classes_find_neighbours() {
+        clustered_table("sc", 3_000, 200, 30, 0.45);
+        // About half the coordinates zero.
+        run("ALTER TABLE sc ADD COLUMN s sparsevec(200)");
+        run("UPDATE sc SET s = ARRAY(SELECT CASE WHEN abs(x) < 0.5 THEN 0 ELSE x END FROM unnest(v::real[]) x)::vector::sparsevec");
+        let qs = queries(
+            "sc",
+            "ARRAY(SELECT CASE WHEN abs(x) < 0.5 THEN 0 ELSE x END FROM unnest(v::real[]) x)::vector::sparsevec",
+            "sparsevec",
+        );
+        for (opclass, op) in [
+            ("sparsevec_l2_ops", "<->"),
+            ("sparsevec_ip_ops", "<#>"),
+            ("sparsevec_cosine_ops", "<=>"),
+            ("sparsevec_l1_ops", "<+>"),
+        ] {
+            run(&format!(
+                "CREATE INDEX sc_idx ON sc USING vhnsw (s {opclass})"
+            ));
+            run("SET LOCAL vhnsw.ef_search = 40");
+            let r = recall("sc", "s", op, &qs);
+            let floor = if op == "<#>" { 0.75 } else { 0.95 };
+            assert!(r >= floor, "{opclass}: recall {r}");
+            all_clean("sc");
+            run("DROP INDEX sc_idx");
+        }
+    }
+
+    /// Beyond pgvector's 1,000 non-zeros: an index holds what `max_nnz`
+    /// says (by default a page's worth), and a vector with more is an
+    /// error naming the option.
+    #[pg_test]
+    fn sparsevec_indexes_hold_max_nnz_non_zeros() {
+        run("SELECT setseed(0.21)");
+        // 30,522 dimensions (a SPLADE vocabulary), 2,500 non-zeros each.
+        run("CREATE TABLE splade AS SELECT i AS id,
+                 (SELECT ('{' || string_agg(j || ':' || round((random() + 0.01)::numeric, 3), ',' ORDER BY j) || '}/30522')
+                  FROM (SELECT DISTINCT (random() * 30000)::int + 1 + i * 0 AS j FROM generate_series(1, 2600)) d)::sparsevec AS s
+             FROM generate_series(1, 60) i");
+        check("SELECT min(length(s::text) - length(replace(s::text, ':', ''))) > 2000 FROM splade");
+        run("CREATE INDEX splade_big ON splade USING vhnsw (s sparsevec_ip_ops) WITH (max_nnz = 3000)");
+        run("SET LOCAL enable_seqscan = off");
+        let query =
+            "SELECT id FROM splade ORDER BY s <#> (SELECT s FROM splade WHERE id = 17) LIMIT 1";
+        assert!(uses_index(query));
+        assert_eq!(ids(query, &[]), vec![17]);
+        all_clean("splade");
+        assert_eq!(
+            sql_error("CREATE INDEX splade_small ON splade USING vhnsw (s sparsevec_l2_ops)"),
+            format!(
+                "54000 sparsevec has {} non-zero elements, more than this index holds (999)",
+                one::<i32>("SELECT length(s::text) - length(replace(s::text, ':', '')) FROM splade ORDER BY ctid LIMIT 1")
+            )
+        );
+        assert_eq!(
+            sql_error("CREATE INDEX splade_bad ON splade USING vhnsw (s sparsevec_l2_ops) WITH (max_nnz = 16001)"),
+            "22023 value 16001 out of bounds for option \"max_nnz\""
+        );
+        run("CREATE INDEX splade_max ON splade USING vhnsw (s sparsevec_cosine_ops) WITH (max_nnz = 16000)");
+        let query =
+            "SELECT id FROM splade ORDER BY s <=> (SELECT s FROM splade WHERE id = 5) LIMIT 1";
+        assert_eq!(ids(query, &[]), vec![5]);
+        all_clean("splade");
+    }
+
+    #[pg_test]
     fn operator_classes_validate() {
         for opclass in [
             "halfvec_l2_ops",
@@ -274,6 +340,10 @@ mod tests {
             "halfvec_l1_ops",
             "bit_hamming_ops",
             "bit_jaccard_ops",
+            "sparsevec_l2_ops",
+            "sparsevec_ip_ops",
+            "sparsevec_cosine_ops",
+            "sparsevec_l1_ops",
         ] {
             check(&format!(
                 "SELECT amvalidate(c.oid) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'vhnsw' AND c.opcname = '{opclass}'"

@@ -112,7 +112,15 @@ pub(crate) fn datums_to_reals(oid: Oid, datums: &[Datum]) -> SqlResult<Vec<f32>>
         pg_sys::FLOAT4OID => datums.iter().map(float4).collect(),
         pg_sys::FLOAT8OID => datums
             .iter()
-            .map(|d| f64_to_element(f64::from_bits(d.value() as u64)))
+            .map(|d| {
+                let x = f64::from_bits(d.value() as u64);
+                // NaN and infinities are for the caller to name.
+                if x.is_finite() {
+                    f64_to_element(x)
+                } else {
+                    Ok(x as f32)
+                }
+            })
             .collect::<SqlResult<_>>()?,
         pg_sys::NUMERICOID => datums
             .iter()

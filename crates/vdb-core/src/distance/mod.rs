@@ -12,6 +12,7 @@
 pub mod bits;
 pub mod half;
 pub mod scalar;
+pub mod sparse;
 
 use simsimd::SpatialSimilarity;
 

@@ -13,7 +13,7 @@
 //! Such words are bit patterns, not numbers: only this module reads them,
 //! and nothing else does arithmetic on them (they carry no codes).
 
-use crate::distance::{self, bits, half};
+use crate::distance::{self, bits, half, sparse};
 
 /// The distance an index is built for (one per operator class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +32,10 @@ pub enum Metric {
     Hamming = 10,
     /// `1 − |a ∧ b| / |a ∨ b|` (`bit_jaccard_ops`).
     Jaccard = 11,
+    SparseL2 = 12,
+    SparseInnerProduct = 13,
+    SparseCosine = 14,
+    SparseL1 = 15,
 }
 
 /// A vector in the form the graph stores and compares.
@@ -65,6 +69,10 @@ impl Metric {
             9 => Metric::HalfL1,
             10 => Metric::Hamming,
             11 => Metric::Jaccard,
+            12 => Metric::SparseL2,
+            13 => Metric::SparseInnerProduct,
+            14 => Metric::SparseCosine,
+            15 => Metric::SparseL1,
             _ => return None,
         })
     }
@@ -86,7 +94,17 @@ impl Metric {
         matches!(self, Metric::Hamming | Metric::Jaccard)
     }
 
-    /// Words a stored point of `dims` dimensions takes.
+    /// Whether points are sparse vectors packed to the index's capacity
+    /// (`distance::sparse`); their raw form is that packing already.
+    pub fn is_sparse(self) -> bool {
+        matches!(
+            self,
+            Metric::SparseL2 | Metric::SparseInnerProduct | Metric::SparseCosine | Metric::SparseL1
+        )
+    }
+
+    /// Words a stored point of `dims` dimensions takes (a sparse index's
+    /// `dims` is its packed size already).
     pub fn stored_len(self, dims: usize) -> usize {
         if self.is_half() {
             dims.div_ceil(2)
@@ -103,6 +121,21 @@ impl Metric {
     pub fn prepare(self, raw: &[f32]) -> Result<Point, Unindexable> {
         let mut vec = raw.to_vec();
         let aux = match self {
+            Metric::SparseCosine => {
+                let values = sparse::values_mut(&mut vec);
+                let norm = values
+                    .iter()
+                    .map(|&x| f64::from(x).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if norm == 0.0 {
+                    return Err(Unindexable::ZeroVector);
+                }
+                for x in values {
+                    *x = (f64::from(*x) / norm) as f32;
+                }
+                0.0
+            }
             Metric::Cosine | Metric::HalfCosine => {
                 let norm = distance::norm_squared(&vec).sqrt();
                 if norm == 0.0 {
@@ -127,7 +160,10 @@ impl Metric {
             | Metric::HalfInnerProduct
             | Metric::HalfL1
             | Metric::Hamming
-            | Metric::Jaccard => 0.0,
+            | Metric::Jaccard
+            | Metric::SparseL2
+            | Metric::SparseInnerProduct
+            | Metric::SparseL1 => 0.0,
         };
         if self.is_half() {
             vec = pack_halves(&vec);
@@ -152,6 +188,10 @@ impl Metric {
             Metric::HalfL1 => half::l1(halves(a), halves(b)),
             Metric::Hamming => bits::hamming(words(a), words(b)),
             Metric::Jaccard => bits::jaccard(words(a), words(b)),
+            Metric::SparseL2 => sparse::l2_squared(a, b),
+            Metric::SparseInnerProduct => -sparse::dot(a, b),
+            Metric::SparseCosine => 1.0 - sparse::dot(a, b),
+            Metric::SparseL1 => sparse::l1(a, b),
         }) as f32
     }
 
@@ -165,8 +205,8 @@ impl Metric {
     /// for a `d` no point is within).
     pub fn ranking_bound(self, d: f64) -> f64 {
         match self {
-            Metric::L2 | Metric::HalfL2 if d < 0.0 => -1.0,
-            Metric::L2 | Metric::HalfL2 => d * d,
+            Metric::L2 | Metric::HalfL2 | Metric::SparseL2 if d < 0.0 => -1.0,
+            Metric::L2 | Metric::HalfL2 | Metric::SparseL2 => d * d,
             // Cosine ranks unit vectors by 1 − a·b, the cosine distance.
             Metric::InnerProduct
             | Metric::Cosine
@@ -175,7 +215,10 @@ impl Metric {
             | Metric::HalfCosine
             | Metric::HalfL1
             | Metric::Hamming
-            | Metric::Jaccard => d,
+            | Metric::Jaccard
+            | Metric::SparseInnerProduct
+            | Metric::SparseCosine
+            | Metric::SparseL1 => d,
             Metric::Poincare if d < 0.0 => -1.0,
             // d = acosh(1 + 2·δ), δ the ranking distance.
             Metric::Poincare => (d.cosh() - 1.0) / 2.0,
@@ -365,6 +408,40 @@ mod tests {
     }
 
     #[test]
+    fn sparse_metrics_match_dense_ones() {
+        let pack = |i: &[u32], v: &[f32]| sparse::pack(8, i, v, 5).expect("fits");
+        let (a, b) = (
+            pack(&[1, 4, 6], &[3.0, -1.0, 2.0]),
+            pack(&[0, 4], &[1.0, 2.0]),
+        );
+        let dense = |i: &[u32], v: &[f32]| {
+            let mut d = vec![0.0f32; 8];
+            i.iter().zip(v).for_each(|(&i, &x)| d[i as usize] = x);
+            d
+        };
+        let (da, db) = (
+            dense(&[1, 4, 6], &[3.0, -1.0, 2.0]),
+            dense(&[0, 4], &[1.0, 2.0]),
+        );
+        for (s, d) in [
+            (Metric::SparseL2, Metric::L2),
+            (Metric::SparseInnerProduct, Metric::InnerProduct),
+            (Metric::SparseCosine, Metric::Cosine),
+            (Metric::SparseL1, Metric::L1),
+        ] {
+            let got = s.between(&s.prepare(&a).expect("ok"), &s.prepare(&b).expect("ok"));
+            let want = d.between(&d.prepare(&da).expect("ok"), &d.prepare(&db).expect("ok"));
+            assert!((got - want).abs() < 1e-5, "{s:?}: {got} vs {want}");
+            assert_eq!(s.stored_len(a.len()), a.len());
+        }
+        let zero = sparse::pack(8, &[], &[], 5).expect("fits");
+        assert_eq!(
+            Metric::SparseCosine.prepare(&zero),
+            Err(Unindexable::ZeroVector)
+        );
+    }
+
+    #[test]
     fn unindexable_vectors() {
         assert_eq!(
             Metric::Cosine.prepare(&[0.0, 0.0]),
@@ -375,9 +452,9 @@ mod tests {
             Err(Unindexable::OutsideUnitBall)
         );
         assert!(Metric::L2.prepare(&[0.0, 0.0]).is_ok());
-        for code in 1..=11 {
+        for code in 1..=15 {
             assert_eq!(Metric::from_code(code).map(Metric::code), Some(code));
         }
-        assert_eq!(Metric::from_code(12), None);
+        assert_eq!(Metric::from_code(16), None);
     }
 }
