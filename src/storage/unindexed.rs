@@ -100,6 +100,7 @@ pub fn append(rel: Index, tid: Tid, reason: Reason) -> SqlResult<()> {
         locked.unindexed = block;
         put_meta(batch.bytes_mut(m), &locked);
         batch.commit();
+        crate::failpoint::hit("unindexed_page_chained");
         return Ok(());
     }
     Err(crate::error::SqlError::internal(
@@ -164,6 +165,7 @@ pub fn bulk_delete(rel: Index, mut is_dead: impl FnMut(Tid) -> bool) -> SqlResul
             }
             layout::read_mut::<UnindexedHeader>(payload, 0).count = live.len() as u32;
             batch.commit();
+            crate::failpoint::hit("unindexed_page_vacuumed");
         }
         block = (next != INVALID_BLOCK && next != 0).then_some(next);
     }
