@@ -10,8 +10,12 @@
 //!   table lock takes it before the graph lock.
 //! - Buffer locks are held for one WAL record at a time, taken in the
 //!   order data pages, pending page, metapage: the order pending-list
-//!   appenders follow too (tail page, then metapage), so there is no
-//!   deadlock between buffer locks, which have no deadlock detection.
+//!   appenders follow too (tail page, then metapage), and so do appenders
+//!   of the rows the graph cannot hold (`super::unindexed`: newest page,
+//!   then metapage), so there is no deadlock between buffer locks, which
+//!   have no deadlock detection. Those rows' pages are never locked with
+//!   any graph or pending page: one append, or one page of VACUUM's pass,
+//!   is one record, and a crash between records leaves each page whole.
 //!
 //! # Crash ordering
 //!
