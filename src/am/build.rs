@@ -16,7 +16,7 @@
 use super::columns::Columns;
 use super::options::index_options;
 use super::utils::tid_of;
-use super::utils::{check_dims, index_dims, opclass_metric, or_raise, prepare, raw_of};
+use super::utils::{check_dims, index_dims, opclass_metric, or_raise, prepare, raw_of, Packing};
 use crate::error::{SqlError, SqlResult};
 use crate::storage::buffer::{Block, BulkWriter};
 use crate::storage::graph::{code_list, encode_slot, encode_upper, write_overflow};
@@ -250,7 +250,7 @@ unsafe extern "C-unwind" fn build_callback(
         }
         let old = pg_sys::MemoryContextSwitchTo(state.row_context);
         let result = (|| {
-            let raw = raw_of(state.metric, *values, state.dims)?;
+            let raw = raw_of(state.metric, *values, Packing::Row(state.dims))?;
             let Some(point) = prepare(state.metric, &raw)? else {
                 state.unindexed.push((Reason::NoDirection, tid_of(&*tid)));
                 return Ok(());
@@ -345,9 +345,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     if let Some(disk) = state.disk.as_ref() {
         disk.link_unreachable();
     }
-    for &(reason, tid) in &state.unindexed {
-        or_raise(unindexed::append(index_rel, tid, reason));
-    }
+    or_raise(unindexed::append_all(index_rel, &state.unindexed));
     state.index_tuples += state.unindexed.len() as f64;
     // SAFETY: palloc0 returns a zeroed IndexBuildResult.
     unsafe {

@@ -7,7 +7,7 @@
 //! no node without rows may hold TIDs, and every live node must be
 //! reachable from the entry point.
 
-use super::utils::{raw_of, with_index, Needs};
+use super::utils::{raw_of, with_index, Needs, Packing};
 use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{pg_fn, Args};
 use crate::storage::buffer::PageRead;
@@ -347,7 +347,7 @@ unsafe fn indexable_rows(
                     Metric::Cosine | Metric::HalfCosine | Metric::SparseCosine
                 ) {
                     // A zero vector has no place in the graph.
-                    let raw = raw_of(metric, values[0], words)?;
+                    let raw = raw_of(metric, values[0], Packing::Row(words))?;
                     return Ok(Some(metric.prepare(&raw).is_ok()));
                 }
                 Ok(Some(true))

@@ -10,7 +10,7 @@
 use super::columns::Columns;
 use super::merge::{merge_batch, LockMode};
 use super::options::{merge_batch_size, pending_hard_limit};
-use super::utils::{check_dims, or_raise, prepare, raw_of, tid_of};
+use super::utils::{check_dims, or_raise, prepare, raw_of, tid_of, Packing};
 use super::worker;
 use crate::error::SqlResult;
 use crate::storage::layout::{EntryShape, Tid};
@@ -59,7 +59,7 @@ unsafe fn insert(index: Index, value: pg_sys::Datum, words: &[u64], tid: Tid) ->
     let metric = vdb_core::hnsw::Metric::from_code(meta.metric)
         .ok_or_else(|| crate::error::SqlError::internal("vhnsw metapage has an unknown metric"))?;
     // SAFETY: (caller) a value of the operator class's type.
-    let raw = unsafe { raw_of(metric, value, meta.dims as usize)? };
+    let raw = unsafe { raw_of(metric, value, Packing::Row(meta.dims as usize))? };
     let raw = &*raw;
     let Some(point) = prepare(metric, raw)? else {
         // A zero vector under cosine: no place in the graph.

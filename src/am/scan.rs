@@ -25,7 +25,7 @@
 
 use super::columns::Columns;
 use super::options::{ef_search, hinted_ef_search, iterative, max_scan_tuples};
-use super::utils::{opclass_metric, or_raise, raw_of};
+use super::utils::{opclass_metric, or_raise, raw_of, Packing};
 use super::validate::{HINT_STRATEGY, RANGE_STRATEGY};
 use crate::distance::sphere::read_sphere;
 use crate::error::{SqlError, SqlResult};
@@ -65,6 +65,9 @@ struct ScanState {
     all: Option<AllRows>,
     /// Whether the scan has conditions on filter columns.
     filtered: bool,
+    /// Whether rows with a NULL vector fail the scan's conditions (a
+    /// `<^>` hint is NULL for them).
+    skip_nulls: bool,
 }
 
 /// Every row of the index, for a NULL query: every distance is NULL, so
@@ -163,6 +166,16 @@ enum Walk {
 }
 
 impl Walk {
+    /// Whether the walk stopped at `vhnsw.max_scan_tuples` with nodes it
+    /// never reached (an exact pass reaches every passing node).
+    fn cut_short(&self) -> bool {
+        match self {
+            Walk::Exact(_) => false,
+            Walk::Plain(scan) => scan.cut_short(),
+            Walk::Coded { scan, .. } => scan.cut_short(),
+        }
+    }
+
     /// Nodes read so far (a coded walk's; the others report 0).
     fn expanded(&self) -> usize {
         match self {
@@ -295,7 +308,9 @@ impl Search {
         let meta = read_meta(index)?;
         let dims = meta.dims as usize;
         let metric = params_of(&meta)?.metric;
-        if dims != 0 && dims != raw.len() {
+        // (A sparsevec index's `dims` is its packed size; a query packs
+        // to its own when it has more non-zeros.)
+        if dims != 0 && dims != raw.len() && !metric.is_sparse() {
             // The message the operator itself gives on a table scan.
             let what = if metric.is_half() {
                 "halfvec dimensions"
@@ -315,10 +330,7 @@ impl Search {
             // Every distance to a zero vector is NaN: any order is right.
             Err(Unindexable::ZeroVector) => {
                 zero = true;
-                Point {
-                    vec: raw.to_vec(),
-                    aux: 0.0,
-                }
+                metric.pack_unchecked(raw)
             }
             Err(Unindexable::OutsideUnitBall) => {
                 return Err(SqlError::data(
@@ -657,7 +669,9 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     }
                     match key.sk_strategy as i16 {
                         HINT_STRATEGY => {
-                            ef = or_raise(hinted_ef_search(key.sk_argument.value() as i32))
+                            ef = or_raise(hinted_ef_search(key.sk_argument.value() as i32));
+                            // The hint is STRICT: false for a NULL vector.
+                            st.skip_nulls = true;
                         }
                         RANGE_STRATEGY => match or_raise(read_sphere(key.sk_argument)) {
                             Some(sphere) => ranges.push(sphere),
@@ -677,7 +691,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     }
                     let metric = or_raise(opclass_metric(index));
                     let words = or_raise(read_meta(index)).dims as usize;
-                    or_raise(raw_of(metric, key.sk_argument, words))
+                    or_raise(raw_of(metric, key.sk_argument, Packing::Query(words)))
                 } else if let Some(range) = ranges.first() {
                     range.center.into()
                 } else {
@@ -748,15 +762,17 @@ pub unsafe extern "C-unwind" fn amgettuple(
                 tids.reverse();
                 st.tids = tids;
             }
-            None if st.with_unindexed => {
+            None if st.with_unindexed && !search.scan.cut_short() => {
                 // The graph is exhausted: the rows it cannot hold come
                 // last, as NaN and NULL distances sort in a table scan.
                 // The executor checks any filter conditions on them.
                 st.with_unindexed = false;
                 // SAFETY: the descriptor's index is open for the scan.
                 let index = unsafe { Index::new((*scan).indexRelation) };
+                let skip_nulls = st.skip_nulls;
                 let mut tids: Vec<Tid> = or_raise(unindexed::all(index, &search.graph.meta))
                     .into_iter()
+                    .filter(|&(reason, _)| !(skip_nulls && reason == unindexed::Reason::Null))
                     .map(|(_, tid)| tid)
                     .collect();
                 if tids.is_empty() {

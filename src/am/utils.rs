@@ -119,6 +119,16 @@ pub fn prepare(metric: Metric, raw: &[f32]) -> SqlResult<Option<Point>> {
     }
 }
 
+/// How [`raw_of`] packs a value: for the index's rows, or as a query;
+/// each with the index's `Meta::dims` (0 when not known yet).
+#[derive(Debug, Clone, Copy)]
+pub enum Packing {
+    /// A row: a sparsevec must fit the index's capacity.
+    Row(usize),
+    /// A query: a sparsevec with more non-zeros packs to its own size.
+    Query(usize),
+}
+
 /// An indexed value or a query as the raw elements [`Metric::prepare`]
 /// takes: a `vector`'s floats, a `halfvec`'s exact values, or one 0 or 1
 /// per bit of a `bit` string (its length is then the SQL dimension
@@ -131,13 +141,20 @@ pub fn prepare(metric: Metric, raw: &[f32]) -> SqlResult<Option<Point>> {
 pub unsafe fn raw_of<'a>(
     metric: Metric,
     datum: pg_sys::Datum,
-    words: usize,
+    packing: Packing,
 ) -> SqlResult<Cow<'a, [f32]>> {
+    let words = match packing {
+        Packing::Row(words) | Packing::Query(words) => words,
+    };
     // SAFETY: (caller) the datum is of the metric's type.
     unsafe {
         if metric.is_sparse() {
             let s = crate::sparsevec::detoast(datum)?;
-            let capacity = words.saturating_sub(2) / 2;
+            let mut capacity = words.saturating_sub(2) / 2;
+            if let Packing::Query(_) = packing {
+                // Queries are not held to the index's capacity.
+                capacity = capacity.max(s.indices.len());
+            }
             let indices: Vec<u32> = s.indices.iter().map(|&i| i as u32).collect();
             let packed = vdb_core::distance::sparse::pack(s.dim as u32, &indices, s.values, capacity)
                 .ok_or_else(|| {
@@ -160,9 +177,17 @@ pub unsafe fn raw_of<'a>(
                 crate::halfvec::detoast(datum)?,
             )))
         } else if metric.is_bits() {
-            Ok(Cow::Owned(
-                crate::distance::bits::detoast_bit(datum)?.elements(),
-            ))
+            let bits = crate::distance::bits::detoast_bit(datum)?;
+            // `words` is the index's bit count: a string of another
+            // length is refused before a float per bit is allocated.
+            if words != 0 && bits.len != words {
+                let len = bits.len;
+                return Err(SqlError::data(match packing {
+                    Packing::Row(_) => format!("expected {words} dimensions, not {len}"),
+                    Packing::Query(_) => format!("different bit lengths {words} and {len}"),
+                }));
+            }
+            Ok(Cow::Owned(bits.elements()?))
         } else {
             Ok(Cow::Borrowed(crate::fmgr::detoast_vector(datum)?))
         }

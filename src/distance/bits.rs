@@ -15,11 +15,18 @@ pub struct BitString<'a> {
 
 impl BitString<'_> {
     /// The string as 0/1 elements, one per bit: the raw form a `bit`
-    /// index prepares (`vdb_core::hnsw::Metric::prepare` packs them).
-    pub fn elements(&self) -> Vec<f32> {
-        (0..self.len)
-            .map(|i| f32::from(self.bytes[i / 8] & (0x80 >> (i % 8)) != 0))
-            .collect()
+    /// index prepares (`vdb_core::hnsw::Metric::prepare` packs them). Out
+    /// of memory is an `ERROR`, not an abort of the server.
+    pub fn elements(&self) -> SqlResult<Vec<f32>> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(self.len).map_err(|_| {
+            SqlError::new(
+                crate::error::SqlState::OutOfMemory,
+                format!("out of memory for a bit string of {} bits", self.len),
+            )
+        })?;
+        out.extend((0..self.len).map(|i| f32::from(self.bytes[i / 8] & (0x80 >> (i % 8)) != 0)));
+        Ok(out)
     }
 }
 

@@ -106,7 +106,9 @@ pub const MAGIC: u32 = 0x5648_4e57; // "VHNW"
 /// the index's size); a free node slot keeps its level and upper slots
 /// and chains the free list through `overflow`.
 /// 3: level-0 lists carry their neighbours' codes.
-pub const LAYOUT_VERSION: u32 = 3;
+/// 4: rows the graph cannot hold (NULL, zero under cosine) are kept
+/// (`Meta::unindexed`); an older index lacks them, so it asks for REINDEX.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Seed of the random rotation codes are taken in (part of the format).
 pub const CODE_SEED: u64 = 0x7664_625f_636f_6465;

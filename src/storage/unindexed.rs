@@ -108,6 +108,36 @@ pub fn append(rel: Index, tid: Tid, reason: Reason) -> SqlResult<()> {
     ))
 }
 
+/// Records the rows of a new index (`CREATE INDEX`), a page of them per
+/// WAL record, each page chained in front with the metapage.
+pub fn append_all(rel: Index, rows: &[(Reason, Tid)]) -> SqlResult<()> {
+    for chunk in rows.chunks(UNINDEXED_PER_PAGE) {
+        pgrx::check_for_interrupts!();
+        let mut batch = WalBatch::start(rel);
+        let m = batch.page(META_BLOCK, None);
+        let mut meta = get_meta(batch.bytes(m));
+        let block = extend(rel, 1);
+        let p = batch.page(block, Some(PageKind::Unindexed));
+        layout::opaque_mut(batch.bytes_mut(p)).next = head(&meta).unwrap_or(INVALID_BLOCK);
+        let payload = layout::payload_mut(batch.bytes_mut(p));
+        for (i, &(reason, tid)) in chunk.iter().enumerate() {
+            put_entry(
+                payload,
+                i,
+                UnindexedEntry {
+                    reason: reason as u16,
+                    tid,
+                },
+            );
+        }
+        layout::read_mut::<UnindexedHeader>(payload, 0).count = chunk.len() as u32;
+        meta.unindexed = block;
+        put_meta(batch.bytes_mut(m), &meta);
+        batch.commit();
+    }
+    Ok(())
+}
+
 /// Every recorded row, in the order a table scan returns them (rows
 /// without a direction, then NULLs).
 pub fn all(rel: Index, meta: &Meta) -> SqlResult<Vec<(Reason, Tid)>> {

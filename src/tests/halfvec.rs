@@ -145,6 +145,12 @@ mod tests {
             assert!(worst <= 1e-5, "{half}: relative error {worst}");
         }
         assert!(one::<f64>("SELECT '[0,0]'::halfvec <=> '[1,2]'").is_nan());
+        // Sums past the largest half are summed in single precision.
+        close("SELECT '[300]'::halfvec <-> '[0]'", 300.0);
+        close(
+            "SELECT inner_product('[60000,60000]'::halfvec, '[60000,60000]')",
+            7.2e9,
+        );
         close("SELECT halfvec_spherical_distance('[1,0]', '[-1,0]')", 1.0);
         close("SELECT halfvec_spherical_distance('[1,0]', '[0,1]')", 0.5);
         close("SELECT vector_spherical_distance('[1,0]', '[0,1]')", 0.5);

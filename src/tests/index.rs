@@ -357,6 +357,34 @@ mod tests {
         );
         assert_eq!(one::<i64>("EXECUTE nullq(NULL)"), 7);
         run("DEALLOCATE nullq");
+        // A `<^>` hint is NULL for a NULL vector: those rows fail it, the
+        // zero ones pass it, as in a table scan.
+        run("SET LOCAL enable_seqscan = off");
+        let hinted = "SELECT id FROM z WHERE v <^> 100 ORDER BY v <-> '[1,1]' LIMIT 10";
+        assert!(uses_index(hinted));
+        let mut got = ids(hinted, &[]);
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 3, 4, 6, 7]);
+        run("RESET enable_seqscan");
+        // A search cut short by max_scan_tuples never reached some rows
+        // with real distances: the NULL rows do not follow it.
+        run("CREATE TABLE zz AS SELECT i AS id, ARRAY[i % 97, i % 89]::vector(2) AS v FROM generate_series(1, 3000) i");
+        run("INSERT INTO zz SELECT 100000 + i * 1000 + 7, NULL FROM generate_series(1, 5) i");
+        run("CREATE INDEX ON zz USING vhnsw (v vector_l2_ops)");
+        run("SET LOCAL vhnsw.max_scan_tuples = 60");
+        run("SET LOCAL enable_seqscan = off");
+        let got = ids(
+            "SELECT id FROM zz WHERE id % 1000 = 7 ORDER BY v <-> '[0,0]' LIMIT 10",
+            &[],
+        );
+        assert!(got.iter().all(|&id| id < 100000), "{got:?}");
+        run("RESET vhnsw.max_scan_tuples");
+        let got = ids(
+            "SELECT id FROM zz WHERE id % 1000 = 7 ORDER BY v <-> '[0,0]' LIMIT 10",
+            &[],
+        );
+        assert_eq!(got.len(), 8, "{got:?}");
+        run("RESET enable_seqscan");
         // A distance range holds no NULL or NaN distance.
         run("CREATE INDEX z_range ON z USING vhnsw (v vector_l2_ops)");
         assert_eq!(

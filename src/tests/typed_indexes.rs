@@ -167,6 +167,18 @@ mod tests {
         all_clean("wide");
     }
 
+    /// A zero halfvec query under cosine: every distance NaN, every row
+    /// returned (its point packed as the stored ones are).
+    #[pg_test]
+    fn a_zero_halfvec_query_returns_every_row() {
+        run("CREATE TABLE zh AS SELECT i AS id, ARRAY[i % 7 + 1, i % 5]::halfvec(2) AS h FROM generate_series(1, 500) i");
+        run("CREATE INDEX ON zh USING vhnsw (h halfvec_cosine_ops)");
+        run("SET LOCAL enable_seqscan = off");
+        let query = "SELECT id FROM zh ORDER BY h <=> '[0,0]' LIMIT 600";
+        assert!(uses_index(query));
+        assert_eq!(ids(query, &[]).len(), 500);
+    }
+
     #[pg_test]
     fn dimension_and_length_mismatches_are_errors() {
         run("CREATE TABLE mm (id int, h halfvec, b bit varying)");
@@ -186,6 +198,10 @@ mod tests {
             run(&format!("RESET enable_{scan}"));
         }
         run("CREATE INDEX mm_b ON mm USING vhnsw (b bit_hamming_ops)");
+        assert_eq!(
+            sql_error("INSERT INTO mm VALUES (3, NULL, B'10')"),
+            "22000 expected 4 dimensions, not 2"
+        );
         run("SET LOCAL enable_seqscan = off");
         assert_eq!(
             sql_error("SELECT id FROM mm ORDER BY b <~> B'101' LIMIT 1"),
@@ -329,6 +345,18 @@ mod tests {
             "SELECT id FROM splade ORDER BY s <=> (SELECT s FROM splade WHERE id = 5) LIMIT 1";
         assert_eq!(ids(query, &[]), vec![5]);
         all_clean("splade");
+        // A query is not held to the index's capacity.
+        run("CREATE TABLE few (id int, s sparsevec(30522))");
+        run("INSERT INTO few SELECT id, ('{' || id || ':1}/30522')::sparsevec FROM splade");
+        run("CREATE INDEX few_idx ON few USING vhnsw (s sparsevec_ip_ops) WITH (max_nnz = 4)");
+        let query = "SELECT id FROM few ORDER BY s <#> (SELECT s FROM splade WHERE id = 9) LIMIT 3";
+        assert!(uses_index(query));
+        assert_eq!(ids(query, &[]).len(), 3);
+        assert_eq!(
+            sql_error("INSERT INTO few VALUES (0, '{1:1,2:1,3:1,4:1,5:1}/30522')"),
+            "54000 sparsevec has 5 non-zero elements, more than this index holds (4)"
+        );
+        all_clean("few");
     }
 
     #[pg_test]

@@ -169,6 +169,8 @@ pub struct CodedScan {
     ef: usize,
     started: bool,
     exhausted: bool,
+    /// Whether it ended at `max_expanded` reads, not at the graph's end.
+    cut_short: bool,
     rounds: usize,
 }
 
@@ -186,8 +188,15 @@ impl CodedScan {
             ef: ef_search.max(1),
             started: false,
             exhausted: false,
+            cut_short: false,
             rounds: 0,
         }
+    }
+
+    /// Whether the scan stopped at its limit of node reads, with nodes
+    /// it never reached.
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
     }
 
     /// Nodes skipped because a later round found them after farther ones
@@ -274,6 +283,7 @@ impl CodedScan {
             }
             if self.reads >= max_expanded {
                 self.exhausted = true;
+                self.cut_short = true;
                 break;
             }
             self.frontier.pop();

@@ -115,6 +115,20 @@ impl Metric {
         }
     }
 
+    /// `raw` in the stored form without any check or normalisation: the
+    /// query point of a query every distance of which is NaN (a zero
+    /// vector under cosine), packed like the stored points.
+    pub fn pack_unchecked(self, raw: &[f32]) -> Point {
+        let vec = if self.is_half() {
+            pack_halves(raw)
+        } else if self.is_bits() {
+            pack_bits(raw)
+        } else {
+            raw.to_vec()
+        };
+        Point { vec, aux: 0.0 }
+    }
+
     /// Turns a raw vector into its stored form. For `bit` indexes the raw
     /// vector has one element per bit, 0 or 1; for `halfvec` ones each
     /// element is a half's exact value.

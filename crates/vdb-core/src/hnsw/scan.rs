@@ -25,6 +25,8 @@ pub struct OrderedScan {
     ef: usize,
     started: bool,
     exhausted: bool,
+    /// Whether it ended at `max_evaluated`, not at the graph's end.
+    cut_short: bool,
     /// Results of the current round, farthest first (so `pop` is nearest).
     handout: Handout,
     rounds: usize,
@@ -46,6 +48,7 @@ impl OrderedScan {
             ef: ef_search.max(1),
             started: false,
             exhausted: false,
+            cut_short: false,
             handout: Handout::default(),
             rounds: 0,
         }
@@ -93,6 +96,7 @@ impl OrderedScan {
         let more = self.search.run(store, query, 0, ef, max_evaluated);
         if !more || self.search.evaluated() >= max_evaluated {
             self.exhausted = true;
+            self.cut_short = more;
         }
         // The first round hands out all it found, as a plain search would
         // (so `LIMIT` up to `ef_search` costs one round: a low `ef_search`
@@ -115,6 +119,12 @@ impl OrderedScan {
     /// had been returned.
     pub fn dropped(&self) -> usize {
         self.handout.dropped
+    }
+
+    /// Whether the scan stopped at its limit of evaluated nodes, with
+    /// nodes it never reached.
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
     }
 
     /// Distances computed so far.
