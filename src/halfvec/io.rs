@@ -6,8 +6,9 @@
 //! small for it becomes zero (halves have no "underflow" error).
 
 use super::{check_dim, check_element, to_f32s, MAX_DIM};
-use crate::error::{SqlError, SqlResult, SqlState};
+use crate::error::{SqlError, SqlResult};
 use crate::fmgr::{bytea_datum, cstring_datum, pg_fn};
+use crate::vector::binary::{checked_body, Format};
 use crate::vector::check_typmod;
 use crate::vector::text::{format, parse_list, parse_real, spells_infinity, typmod_from_list};
 use vdb_core::distance::half;
@@ -32,46 +33,15 @@ pub fn parse(input: &[u8], typmod: i32) -> SqlResult<Vec<u16>> {
     Ok(halves)
 }
 
-/// Checks the binary form's header; returns the elements' bytes.
-fn checked_body(bytes: &[u8], typmod: i32) -> SqlResult<&[u8]> {
-    let Some((header, body)) = bytes.split_first_chunk::<4>() else {
-        return Err(invalid(format!(
-            "{} bytes is too short for a halfvec header",
-            bytes.len()
-        )));
-    };
-    let dim = i16::from_be_bytes([header[0], header[1]]);
-    let unused = i16::from_be_bytes([header[2], header[3]]);
-    let dim =
-        usize::try_from(dim).map_err(|_| SqlError::data(format!("invalid dimension {dim}")))?;
-    check_dim(dim)?;
-    check_typmod(typmod, dim)?;
-    if unused != 0 {
-        return Err(SqlError::data(format!(
-            "expected unused to be 0, not {unused}"
-        )));
-    }
-    if body.len() != 2 * dim {
-        return Err(invalid(format!(
-            "halfvec header says {dim} dimensions ({} bytes) but {} bytes follow",
-            2 * dim,
-            body.len()
-        )));
-    }
-    Ok(body)
-}
-
-fn invalid(detail: String) -> SqlError {
-    SqlError::new(
-        SqlState::InvalidBinaryRepresentation,
-        "invalid binary data for type halfvec",
-    )
-    .with_detail(detail)
-}
+const HALFVEC: Format = Format {
+    name: "halfvec",
+    element: 2,
+    check_dim,
+};
 
 /// Decodes the binary form.
 pub fn decode(bytes: &[u8], typmod: i32) -> SqlResult<Vec<u16>> {
-    checked_body(bytes, typmod)?
+    checked_body(bytes, typmod, &HALFVEC)?
         .chunks_exact(2)
         .map(|c| {
             let h = u16::from_be_bytes([c[0], c[1]]);
@@ -139,6 +109,7 @@ pg_fn! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::SqlState;
 
     fn value(s: &str) -> Vec<f32> {
         to_f32s(&parse(s.as_bytes(), -1).unwrap_or_else(|e| panic!("{s}: {e}")))

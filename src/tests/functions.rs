@@ -2,16 +2,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::support::{check, one, run, sql_error};
+    use crate::tests::support::{check, close, one, run, sql_error};
     use pgrx::prelude::*;
-
-    fn close(query: &str, want: f64) {
-        let got = one::<f64>(query);
-        assert!(
-            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
-            "{query}: {got} != {want}"
-        );
-    }
 
     #[pg_test]
     fn distance_functions_and_operators() {

@@ -3,19 +3,11 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::support::{check, one, run, sql_error};
+    use crate::tests::support::{check, close, one, run, sql_error};
     use pgrx::prelude::*;
 
     fn text(query: &str) -> String {
         one::<String>(query)
-    }
-
-    fn close(query: &str, want: f64) {
-        let got = one::<f64>(query);
-        assert!(
-            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
-            "{query}: {got} != {want}"
-        );
     }
 
     #[pg_test]

@@ -2,7 +2,7 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::tests::support::{check, one, run, sql_error};
+    use crate::tests::support::{check, one, run, sql_error, write_copy_file};
     use crate::vector::binary;
     use pgrx::prelude::*;
     use proptest::prelude::*;
@@ -128,18 +128,6 @@ mod tests {
             )
             .expect("binary round trip");
         let _ = std::fs::remove_file(&path);
-    }
-
-    /// Writes a one-column binary COPY file holding `payload` as its only value.
-    fn write_copy_file(path: &str, payload: &[u8]) {
-        let mut file = b"PGCOPY\n\xff\r\n\0".to_vec();
-        file.extend_from_slice(&0i32.to_be_bytes()); // flags
-        file.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        file.extend_from_slice(&1i16.to_be_bytes()); // one field
-        file.extend_from_slice(&(payload.len() as i32).to_be_bytes());
-        file.extend_from_slice(payload);
-        file.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
-        std::fs::write(path, file).expect("write copy file");
     }
 
     #[pg_test]

@@ -5,7 +5,7 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::sparsevec::binary::encode;
-    use crate::tests::support::{check, one, run, sql_error};
+    use crate::tests::support::{check, close, one, run, sql_error, write_copy_file};
     use pgrx::prelude::*;
 
     fn text(query: &str) -> String {
@@ -24,14 +24,6 @@ mod tests {
         Spi::get_one_with_args::<String>("SELECT pg_temp.error_detail($1)", &[query.into()])
             .expect("query runs")
             .expect("not null")
-    }
-
-    fn close(query: &str, want: f64) {
-        let got = one::<f64>(query);
-        assert!(
-            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
-            "{query}: {got} != {want}"
-        );
     }
 
     #[pg_test]
@@ -317,18 +309,6 @@ mod tests {
 
     fn copy_file(tag: &str) -> String {
         format!("/tmp/vdb_test_{}_sparsevec_{tag}.bin", std::process::id())
-    }
-
-    /// Writes a one-column binary COPY file holding `payload` as its only value.
-    fn write_copy_file(path: &str, payload: &[u8]) {
-        let mut file = b"PGCOPY\n\xff\r\n\0".to_vec();
-        file.extend_from_slice(&0i32.to_be_bytes()); // flags
-        file.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        file.extend_from_slice(&1i16.to_be_bytes()); // one field
-        file.extend_from_slice(&(payload.len() as i32).to_be_bytes());
-        file.extend_from_slice(payload);
-        file.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
-        std::fs::write(path, file).expect("write copy file");
     }
 
     /// `COPY ... (FORMAT binary)` out and back in reproduces every value

@@ -23,6 +23,28 @@ pub fn one<T: FromDatum + IntoDatum>(query: &str) -> T {
         .unwrap_or_else(|| panic!("{query}: NULL"))
 }
 
+/// Asserts that a `double precision` query gives `want`, within 1e-6
+/// relative (absolute below 1).
+pub fn close(query: &str, want: f64) {
+    let got = one::<f64>(query);
+    assert!(
+        (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+        "{query}: {got} != {want}"
+    );
+}
+
+/// Writes a one-column binary COPY file holding `payload` as its only value.
+pub fn write_copy_file(path: &str, payload: &[u8]) {
+    let mut file = b"PGCOPY\n\xff\r\n\0".to_vec();
+    file.extend_from_slice(&0i32.to_be_bytes()); // flags
+    file.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    file.extend_from_slice(&1i16.to_be_bytes()); // one field
+    file.extend_from_slice(&(payload.len() as i32).to_be_bytes());
+    file.extend_from_slice(payload);
+    file.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+    std::fs::write(path, file).expect("write copy file");
+}
+
 /// Asserts that a boolean query is true.
 pub fn check(query: &str) {
     assert!(one::<bool>(query), "expected true: {query}");

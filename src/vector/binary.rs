@@ -8,40 +8,63 @@ use super::{check_dim, check_element, check_typmod};
 use crate::error::{SqlError, SqlResult, SqlState};
 use crate::fmgr::{bytea_datum, pg_fn, NewVector};
 
+/// The binary form of a dense vector type: `int16 dim`, `int16 unused`
+/// (0), then `dim` elements of `element` bytes each.
+pub(crate) struct Format {
+    pub(crate) name: &'static str,
+    pub(crate) element: usize,
+    pub(crate) check_dim: fn(usize) -> SqlResult<()>,
+}
+
+const VECTOR: Format = Format {
+    name: "vector",
+    element: 4,
+    check_dim,
+};
+
 /// Decodes the binary form, checking the header against the data length.
 #[cfg(test)]
 fn decode(bytes: &[u8], typmod: i32) -> SqlResult<Vec<f32>> {
-    let body = checked_body(bytes, typmod)?;
+    let body = checked_body(bytes, typmod, &VECTOR)?;
     let mut out = vec![0.0; body.len() / 4];
     decode_into(body, &mut out)?;
     Ok(out)
 }
 
-/// Checks the header of the binary form; returns the elements' bytes.
-fn checked_body(bytes: &[u8], typmod: i32) -> SqlResult<&[u8]> {
+/// Checks the header of the binary form of a `format` value; returns the
+/// elements' bytes.
+pub(crate) fn checked_body<'b>(
+    bytes: &'b [u8],
+    typmod: i32,
+    format: &Format,
+) -> SqlResult<&'b [u8]> {
+    let name = format.name;
     let Some((header, body)) = bytes.split_first_chunk::<4>() else {
-        return Err(invalid(format!(
-            "{} bytes is too short for a vector header",
-            bytes.len()
-        )));
+        return Err(invalid(
+            name,
+            format!("{} bytes is too short for a {name} header", bytes.len()),
+        ));
     };
     let dim = i16::from_be_bytes([header[0], header[1]]);
     let unused = i16::from_be_bytes([header[2], header[3]]);
     let dim =
         usize::try_from(dim).map_err(|_| SqlError::data(format!("invalid dimension {dim}")))?;
-    check_dim(dim)?;
+    (format.check_dim)(dim)?;
     check_typmod(typmod, dim)?;
     if unused != 0 {
         return Err(SqlError::data(format!(
             "expected unused to be 0, not {unused}"
         )));
     }
-    if body.len() != 4 * dim {
-        return Err(invalid(format!(
-            "vector header says {dim} dimensions ({} bytes) but {} bytes follow",
-            4 * dim,
-            body.len()
-        )));
+    let size = format.element * dim;
+    if body.len() != size {
+        return Err(invalid(
+            name,
+            format!(
+                "{name} header says {dim} dimensions ({size} bytes) but {} bytes follow",
+                body.len()
+            ),
+        ));
     }
     Ok(body)
 }
@@ -56,10 +79,10 @@ fn decode_into(body: &[u8], out: &mut [f32]) -> SqlResult<()> {
     Ok(())
 }
 
-fn invalid(detail: String) -> SqlError {
+fn invalid(name: &str, detail: String) -> SqlError {
     SqlError::new(
         SqlState::InvalidBinaryRepresentation,
-        "invalid binary data for type vector",
+        format!("invalid binary data for type {name}"),
     )
     .with_detail(detail)
 }
@@ -83,7 +106,7 @@ pg_fn! {
         let len = usize::try_from(buf.len).unwrap_or(0);
         // SAFETY: a StringInfo's `data` holds `len` readable bytes.
         let bytes = unsafe { std::slice::from_raw_parts(buf.data.cast::<u8>(), len) };
-        let body = checked_body(bytes.get(start..).unwrap_or_default(), args.int32(2))?;
+        let body = checked_body(bytes.get(start..).unwrap_or_default(), args.int32(2), &VECTOR)?;
         // Straight into the new vector: no intermediate copy.
         let mut vector = NewVector::zeroed(body.len() / 4);
         decode_into(body, vector.values_mut())?;
