@@ -408,6 +408,42 @@ mod tests {
         }
     }
 
+    /// `vhnsw_check` holds a partial index to the rows its predicate
+    /// admits (NULL included) and an expression index to the expression's
+    /// values, as the build forms them.
+    #[pg_test]
+    fn vhnsw_check_holds_partial_and_expression_indexes_to_their_rows() {
+        random_table("pc", 2_000, 8, 0.3);
+        run("ALTER TABLE pc ADD COLUMN keep bool");
+        run("UPDATE pc SET keep = id % 3 = 0");
+        run("INSERT INTO pc SELECT 5000 + i, NULL, i % 2 = 0 FROM generate_series(1, 10) i");
+        run("CREATE INDEX pc_part ON pc USING vhnsw (v vector_l2_ops) WHERE keep");
+        run("CREATE INDEX pc_expr ON pc USING vhnsw ((l2_normalize(v)) vector_l2_ops)");
+        run("INSERT INTO pc SELECT 6000 + id, v, NOT keep FROM pc WHERE id <= 30");
+        for index in ["pc_part", "pc_expr"] {
+            assert_eq!(
+                one::<String>(&format!("SELECT vhnsw_check('{index}')")),
+                "",
+                "{index}"
+            );
+        }
+        // The partial index holds exactly the admitted rows: graph nodes
+        // and pending entries, and the NULL ones beside them.
+        let stats = |key: &str| {
+            one::<String>(&format!("SELECT vhnsw_stats('pc_part') ->> '{key}'"))
+                .parse::<i64>()
+                .expect("a count")
+        };
+        assert_eq!(
+            stats("nodes") + stats("pending"),
+            one::<i64>("SELECT count(*) FROM pc WHERE keep AND v IS NOT NULL")
+        );
+        assert_eq!(
+            stats("unindexed"),
+            one::<i64>("SELECT count(*) FROM pc WHERE keep AND v IS NULL")
+        );
+    }
+
     #[pg_test]
     fn identical_vectors_are_all_returned() {
         run("CREATE TABLE dup (id int, v vector(3))");
