@@ -466,31 +466,274 @@ CREATE OPERATOR CLASS text_array_ops DEFAULT FOR TYPE text[] USING vhnsw AS
     OPERATOR 6 && (anyarray, anyarray),
     OPERATOR 7 @> (anyarray, anyarray);
 
-CREATE FUNCTION vhnsw_check(regclass) RETURNS text
+-- Maintenance functions. The C functions act on one index's own storage;
+-- the functions users call (vhnsw_check, vhnsw_stats, vhnsw_merge) also
+-- take a partitioned index (every leaf partition's index) and, with Citus,
+-- the index of a distributed table, whose coordinator copy is an empty
+-- shell: they run on every shard placement through Citus's
+-- master_run_on_worker and add up the answers.
+CREATE FUNCTION vhnsw_check_one(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_check' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION vhnsw_check(regclass) IS 'problems of a vhnsw index (structure, and against its table), one per line; empty if none';
+COMMENT ON FUNCTION vhnsw_check_one(regclass) IS 'problems of one vhnsw index''s own storage (what vhnsw_check runs on each partition or shard)';
 
 CREATE FUNCTION vhnsw_stats_text(regclass) RETURNS text
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_stats' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION vhnsw_stats(index regclass) RETURNS jsonb
-    AS $$
-    SELECT (s OPERATOR(pg_catalog.-) 'last_merge_epoch'::text)
-           OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('last_merge',
-               CASE WHEN (s OPERATOR(pg_catalog.->>) 'last_merge_epoch')::float8 OPERATOR(pg_catalog.>) 0
-                    THEN pg_catalog.to_timestamp((s OPERATOR(pg_catalog.->>) 'last_merge_epoch')::float8) END)
-    FROM (SELECT @extschema@.vhnsw_stats_text(index)::jsonb AS s) stats
-    $$ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'state of a vhnsw index: nodes, deleted nodes, free slots, pending entries, last merge, levels, degrees, size';
+COMMENT ON FUNCTION vhnsw_stats_text(regclass) IS 'state of one vhnsw index''s own storage, as JSON text (what vhnsw_stats runs on each partition or shard)';
 
-CREATE FUNCTION vhnsw_merge(regclass) RETURNS bigint
+CREATE FUNCTION vhnsw_merge_one(regclass) RETURNS bigint
     AS 'MODULE_PATHNAME', 'vdb_vhnsw_merge' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
-COMMENT ON FUNCTION vhnsw_merge(regclass) IS 'merges every pending entry of a vhnsw index into its graph now; returns how many';
+COMMENT ON FUNCTION vhnsw_merge_one(regclass) IS 'merges every pending entry of one vhnsw index''s own storage (what vhnsw_merge runs on each partition or shard)';
 
--- Fan-out search over a partitioned table: one ORDER BY ... LIMIT k query
--- per leaf partition, so that postgres_fdw ships the LIMIT to every shard
--- (PostgreSQL 15 pushes it through no partitioned parent) and, with
--- async_capable foreign servers, queries the shards at the same time; then
--- the best k of the k per partition. `$1` is the query vector.
+-- Refuses what the C functions would refuse, for the cases that never
+-- reach them (a partitioned index without partitions, a shell).
+CREATE FUNCTION vhnsw_require(index regclass, owner boolean, function text) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tab oid;
+    am name;
+    -- Names as the C functions give them: unqualified.
+    index_name name := (SELECT relname FROM pg_class WHERE oid = index);
+    table_name name;
+BEGIN
+    SELECT i.indrelid, a.amname, t.relname INTO tab, am, table_name
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+      JOIN pg_class t ON t.oid = i.indrelid
+     WHERE i.indexrelid = index;
+    IF tab IS NULL THEN
+        RAISE EXCEPTION '"%" is not an index', index_name USING ERRCODE = '42809';
+    END IF;
+    IF am <> 'vhnsw' THEN
+        RAISE EXCEPTION '"%" is not a vhnsw index', index_name USING ERRCODE = '22023';
+    END IF;
+    IF owner AND NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = tab), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', table_name USING ERRCODE = '42501',
+            DETAIL = format('%s needs it on the index''s table.', function);
+    END IF;
+    IF NOT owner AND NOT has_table_privilege(tab, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', table_name USING ERRCODE = '42501',
+            DETAIL = format('%s needs it on the index''s table.', function);
+    END IF;
+END
+$$;
+
+-- The leaf indexes of a partitioned index, by name.
+CREATE FUNCTION vhnsw_leaf_indexes(index regclass) RETURNS SETOF regclass
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.relid::regclass FROM pg_partition_tree(index) t
+     WHERE t.isleaf ORDER BY t.relid::regclass::text
+$$;
+
+-- With Citus, where the index of a distributed (or reference, or Citus
+-- local) table really is: one row per active shard placement, `first` on
+-- one placement of each shard. No rows for any other index, or without
+-- Citus.
+CREATE FUNCTION vhnsw_placements(index regclass, OUT shard_index text, OUT shardid bigint,
+                                 OUT nodename text, OUT nodeport integer, OUT first boolean)
+RETURNS SETOF record LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL
+       OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    -- Dynamic: Citus's catalogs do not exist where Citus is not installed.
+    RETURN QUERY EXECUTE $q$
+        SELECT shard_name($1, s.shardid, false), s.shardid, p.nodename::text, p.nodeport::integer,
+               row_number() OVER (PARTITION BY s.shardid ORDER BY p.nodename, p.nodeport) = 1
+          FROM pg_dist_shard s JOIN pg_dist_shard_placement p ON p.shardid = s.shardid
+         WHERE s.logicalrelid = (SELECT indrelid FROM pg_index WHERE indexrelid = $1)
+           AND p.shardstate = 1
+         ORDER BY s.shardid, p.nodename, p.nodeport $q$ USING index;
+END
+$$;
+
+-- Runs `call` (a function of vdb's taking the shard index's name) on the
+-- given placements, in parallel: one row per placement.
+CREATE FUNCTION vhnsw_on_placements(index regclass, call text, every_placement boolean,
+                                    OUT shard_index text, OUT node text, OUT success boolean, OUT result text)
+RETURNS SETOF record LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    names text[];
+    hosts text[];
+    ports integer[];
+    commands text[];
+BEGIN
+    SELECT array_agg(p.shard_index), array_agg(p.nodename), array_agg(p.nodeport),
+           array_agg(format('SELECT @extschema@.%s(%L::regclass)', call, p.shard_index))
+      INTO names, hosts, ports, commands
+      FROM @extschema@.vhnsw_placements(index) p
+     WHERE every_placement OR p.first;
+    IF names IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT ($1)[r.ordinality], r.node_name || ':' || r.node_port, r.success, r.result
+          FROM master_run_on_worker($2, $3, $4, true) WITH ORDINALITY r $q$
+        USING names, hosts, ports, commands;
+END
+$$;
+
+CREATE FUNCTION vhnsw_check(index regclass) RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    leaf regclass;
+    part record;
+    found_placements boolean := false;
+    problems text[] := '{}';
+BEGIN
+    PERFORM @extschema@.vhnsw_require(index, true, 'vhnsw_check()');
+    IF (SELECT relkind FROM pg_class WHERE oid = index) = 'I' THEN
+        FOR leaf IN SELECT * FROM @extschema@.vhnsw_leaf_indexes(index) LOOP
+            problems := problems || ARRAY(
+                SELECT format('%s: %s', leaf, line)
+                  FROM regexp_split_to_table(@extschema@.vhnsw_check(leaf), E'\n') line
+                 WHERE line <> '');
+        END LOOP;
+        RETURN array_to_string(problems, E'\n');
+    END IF;
+    FOR part IN SELECT * FROM @extschema@.vhnsw_on_placements(index, 'vhnsw_check', true) LOOP
+        found_placements := true;
+        IF NOT part.success THEN
+            problems := problems || format('%s on %s: could not be checked: %s', part.shard_index, part.node, part.result);
+        ELSE
+            problems := problems || ARRAY(
+                SELECT format('%s on %s: %s', part.shard_index, part.node, line)
+                  FROM regexp_split_to_table(coalesce(part.result, ''), E'\n') line
+                 WHERE line <> '');
+        END IF;
+    END LOOP;
+    IF found_placements THEN
+        RETURN array_to_string(problems, E'\n');
+    END IF;
+    RETURN @extschema@.vhnsw_check_one(index);
+END
+$$;
+COMMENT ON FUNCTION vhnsw_check(regclass) IS 'problems of a vhnsw index (structure, and against its table), one per line; empty if none; a partitioned or distributed index: every partition''s or shard''s, each prefixed by its name';
+
+-- Adds up the stats of several indexes; `parts` is an array of stats
+-- objects, kept under the key `breakdown`.
+CREATE FUNCTION vhnsw_stats_sum(parts jsonb, breakdown text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    WITH part AS (SELECT p FROM jsonb_array_elements(parts) p),
+    counts AS (
+        SELECT jsonb_object_agg(key, (SELECT coalesce(sum((p ->> key)::numeric), 0) FROM part)) AS o
+          FROM unnest(ARRAY['nodes', 'deleted_nodes', 'free_slots', 'free_overflow_pages', 'upper_slots',
+                            'upper_slots_lost', 'pending', 'unindexed', 'merged_total',
+                            'index_pages', 'index_bytes']) key),
+    -- The shape, where every part has the same; null where they differ.
+    shape AS (
+        SELECT jsonb_object_agg(key, (SELECT CASE WHEN count(DISTINCT p -> key) = 1
+                                                  THEN (array_agg(p -> key))[1] END FROM part)) AS o
+          FROM unnest(ARRAY['dims', 'm', 'ef_construction', 'code_bits', 'code_dims']) key),
+    levels AS (
+        SELECT coalesce(jsonb_agg(n ORDER BY level), '[]') AS o
+          FROM (SELECT level, sum(x::numeric) AS n
+                  FROM part, jsonb_array_elements_text(p -> 'nodes_per_level') WITH ORDINALITY e(x, level)
+                 GROUP BY level) l),
+    -- Each part's average degree is over its nodes in use.
+    degree AS (
+        SELECT coalesce(round(sum((p ->> 'avg_degree_level0')::numeric * w) / nullif(sum(w), 0), 2), 0) AS o
+          FROM part, LATERAL (SELECT (p ->> 'nodes')::numeric + (p ->> 'deleted_nodes')::numeric AS w) weight)
+    SELECT counts.o || shape.o || jsonb_build_object(
+               'last_merge', (SELECT max((p ->> 'last_merge')::timestamptz) FROM part),
+               'entry_level', (SELECT coalesce(max((p ->> 'entry_level')::integer), -1) FROM part),
+               'nodes_per_level', levels.o,
+               'avg_degree_level0', degree.o,
+               breakdown, parts)
+      FROM counts, shape, levels, degree
+$$;
+
+CREATE FUNCTION vhnsw_stats(index regclass) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    leaf regclass;
+    part record;
+    parts jsonb := '[]';
+    s jsonb;
+BEGIN
+    PERFORM @extschema@.vhnsw_require(index, false, 'vhnsw_stats()');
+    IF (SELECT relkind FROM pg_class WHERE oid = index) = 'I' THEN
+        FOR leaf IN SELECT * FROM @extschema@.vhnsw_leaf_indexes(index) LOOP
+            parts := parts || jsonb_build_array(jsonb_build_object('index', leaf::text) || @extschema@.vhnsw_stats(leaf));
+        END LOOP;
+        RETURN @extschema@.vhnsw_stats_sum(parts, 'partitions');
+    END IF;
+    -- One placement of each shard: a replicated shard counts once.
+    FOR part IN SELECT * FROM @extschema@.vhnsw_on_placements(index, 'vhnsw_stats', false) LOOP
+        IF NOT part.success THEN
+            RAISE EXCEPTION 'vhnsw_stats() failed on shard index % on %: %', part.shard_index, part.node, part.result
+                USING ERRCODE = '58000';
+        END IF;
+        parts := parts || jsonb_build_array(jsonb_build_object('index', part.shard_index, 'node', part.node)
+                                            || part.result::jsonb);
+    END LOOP;
+    IF jsonb_array_length(parts) > 0 THEN
+        RETURN @extschema@.vhnsw_stats_sum(parts, 'shards');
+    END IF;
+    s := @extschema@.vhnsw_stats_text(index)::jsonb;
+    RETURN (s - 'last_merge_epoch')
+           || jsonb_build_object('last_merge', CASE WHEN (s ->> 'last_merge_epoch')::float8 > 0
+                                                    THEN to_timestamp((s ->> 'last_merge_epoch')::float8) END);
+END
+$$;
+COMMENT ON FUNCTION vhnsw_stats(regclass) IS 'state of a vhnsw index: nodes, deleted nodes, free slots, pending entries, last merge, levels, degrees, size; a partitioned or distributed index: the sums, and each partition''s or shard''s under "partitions" or "shards"';
+
+CREATE FUNCTION vhnsw_merge(index regclass) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    leaf regclass;
+    part record;
+    found_placements boolean := false;
+    total bigint := 0;
+BEGIN
+    PERFORM @extschema@.vhnsw_require(index, true, 'vhnsw_merge()');
+    IF (SELECT relkind FROM pg_class WHERE oid = index) = 'I' THEN
+        FOR leaf IN SELECT * FROM @extschema@.vhnsw_leaf_indexes(index) LOOP
+            total := total + @extschema@.vhnsw_merge(leaf);
+        END LOOP;
+        RETURN total;
+    END IF;
+    FOR part IN SELECT * FROM @extschema@.vhnsw_on_placements(index, 'vhnsw_merge', true) LOOP
+        found_placements := true;
+        IF NOT part.success THEN
+            RAISE EXCEPTION 'vhnsw_merge() failed on shard index % on %: %', part.shard_index, part.node, part.result
+                USING ERRCODE = '58000';
+        END IF;
+        total := total + part.result::bigint;
+    END LOOP;
+    IF found_placements THEN
+        RETURN total;
+    END IF;
+    RETURN @extschema@.vhnsw_merge_one(index);
+END
+$$;
+COMMENT ON FUNCTION vhnsw_merge(regclass) IS 'merges every pending entry of a vhnsw index into its graph now (of every partition''s or shard''s index); returns how many';
+
+-- Whether Citus distributes the table (or keeps it as a reference or
+-- Citus local table): its coordinator copy is then a shell, and a query
+-- on it is one that Citus plans across the shards.
+CREATE FUNCTION vhnsw_distributed(tab regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    distributed boolean := false;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
+       AND EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = $1)'
+           INTO distributed USING tab;
+    END IF;
+    RETURN distributed;
+END
+$$;
+
+-- The query vhnsw_search runs, `$1` the query vector. On a partitioned
+-- table: one ORDER BY ... LIMIT k query per leaf partition, so that
+-- postgres_fdw ships the LIMIT to every shard (PostgreSQL 15 pushes it
+-- through no partitioned parent) and, with async_capable foreign servers,
+-- queries the shards at the same time; then the best k of the k per
+-- partition. On any other table (plain, foreign, a partitioned one
+-- without partitions yet, or one Citus distributes, which pushes the
+-- LIMIT down to every shard itself): one ORDER BY ... LIMIT k query. The
+-- ef_search hint is part of the query's text, so it reaches every shard.
 CREATE FUNCTION vhnsw_search_sql(parent regclass, vector_column name, k integer,
                                  ef_search integer DEFAULT 0, operator text DEFAULT '<=>')
 RETURNS text LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -521,22 +764,29 @@ BEGIN
     -- Columns by name: a partition's own column order may differ.
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
       FROM pg_attribute WHERE attrelid = parent AND attnum > 0 AND NOT attisdropped;
-    -- Each branch outputs exactly what it sorts by, so that no subquery
-    -- scan sits between the Append and a foreign scan (which would keep
-    -- the scan from running asynchronously).
-    -- Operators by schema: whoever runs the text may have another search_path.
-    SELECT string_agg(format('(SELECT %s, %I OPERATOR(@extschema@.%s) $1 AS vhnsw_distance FROM ONLY %s%s ORDER BY vhnsw_distance LIMIT %s)',
-                             columns, vector_column, operator, relid, hint, k),
-                      ' UNION ALL ' ORDER BY relid)
-      INTO branches
-      FROM pg_partition_tree(parent) WHERE isleaf;
+    IF (SELECT relkind FROM pg_class WHERE oid = parent) = 'p'
+       AND NOT @extschema@.vhnsw_distributed(parent) THEN
+        -- Each branch outputs exactly what it sorts by, so that no subquery
+        -- scan sits between the Append and a foreign scan (which would keep
+        -- the scan from running asynchronously).
+        -- Operators by schema: whoever runs the text may have another search_path.
+        SELECT string_agg(format('(SELECT %s, %I OPERATOR(@extschema@.%s) $1 AS vhnsw_distance FROM ONLY %s%s ORDER BY vhnsw_distance LIMIT %s)',
+                                 columns, vector_column, operator, relid, hint, k),
+                          ' UNION ALL ' ORDER BY relid)
+          INTO branches
+          FROM pg_partition_tree(parent) WHERE isleaf;
+    END IF;
+    IF branches IS NULL THEN
+        RETURN format('SELECT %s FROM %s%s ORDER BY %I OPERATOR(@extschema@.%s) $1 LIMIT %s',
+                      columns, parent, hint, vector_column, operator, k);
+    END IF;
     -- "+ 0": sorting by a new expression keeps the planner from a Merge
     -- Append, which would read the shards one after another.
     RETURN format('SELECT %s FROM (%s) AS fanout ORDER BY vhnsw_distance OPERATOR(pg_catalog.+) 0 LIMIT %s',
                   columns, branches, k);
 END
 $$;
-COMMENT ON FUNCTION vhnsw_search_sql(regclass, name, integer, integer, text) IS 'the fan-out query vhnsw_search runs: one ORDER BY ... LIMIT k per leaf partition, $1 the query vector';
+COMMENT ON FUNCTION vhnsw_search_sql(regclass, name, integer, integer, text) IS 'the query vhnsw_search runs, $1 the query vector: one ORDER BY ... LIMIT k per leaf partition of a partitioned table, one ORDER BY ... LIMIT k on any other (plain, foreign, distributed by Citus)';
 
 CREATE FUNCTION vhnsw_search(parent_row anyelement, vector_column name, query vector, k integer,
                              ef_search integer DEFAULT 0, operator text DEFAULT '<=>')
@@ -556,4 +806,4 @@ BEGIN
     RETURN QUERY EXECUTE @extschema@.vhnsw_search_sql(parent, vector_column, k, ef_search, operator) USING query;
 END
 $$;
-COMMENT ON FUNCTION vhnsw_search(anyelement, name, vector, integer, integer, text) IS 'the k nearest rows of a (partitioned, possibly sharded) table, each partition searched with its own LIMIT k: SELECT * FROM vhnsw_search(NULL::items, ''embedding'', $1, 10)';
+COMMENT ON FUNCTION vhnsw_search(anyelement, name, vector, integer, integer, text) IS 'the k nearest rows of a table (plain, partitioned, foreign, distributed), each partition searched with its own LIMIT k: SELECT * FROM vhnsw_search(NULL::items, ''embedding'', $1, 10)';

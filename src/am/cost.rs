@@ -17,7 +17,7 @@
 //! small table (where one search touches most of the index anyway) keeps
 //! its sequential scan and sort.
 
-use super::options::{ef_search, index_options};
+use super::options::{ef_search_for, index_options};
 use super::validate::RANGE_STRATEGY;
 use pgrx::pg_sys;
 use pgrx::PgList;
@@ -110,11 +110,12 @@ pub unsafe extern "C-unwind" fn amcostestimate(
 
         let index = pg_sys::index_open(info.indexoid, pg_sys::NoLock as i32);
         let m = index_options(crate::storage::Index::new(index)).m;
+        let ef = ef_search_for(crate::storage::Index::new(index));
         pg_sys::index_close(index, pg_sys::NoLock as i32);
 
         // The first search round: what `LIMIT k` without a filter costs.
         let tuples = info.tuples.max(1.0);
-        let ratio = (expected_visits(tuples, m, ef_search()) / tuples).min(1.0);
+        let ratio = (expected_visits(tuples, m, ef) / tuples).min(1.0);
         *startup = costs.indexTotalCost * ratio;
         // Every row that passes the filter: a walk through the whole
         // graph, or the exact pass over the passing nodes when cheaper.

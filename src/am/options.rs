@@ -75,6 +75,7 @@ struct RawOptions {
     ef_construction: i32,
     code_bits: i32,
     max_nnz: i32,
+    ef_search: i32,
 }
 
 /// An index's options, defaults filled in.
@@ -86,6 +87,9 @@ pub struct IndexOptions {
     pub code_bits: u8,
     /// Non-zeros a sparsevec index's node holds (0: a page's worth).
     pub max_nnz: usize,
+    /// The index's own `ef_search` (0: none), for searches whose session
+    /// did not set `vhnsw.ef_search`.
+    pub ef_search: usize,
 }
 
 /// Registers the GUCs and the reloptions; called from `_PG_init`.
@@ -201,6 +205,17 @@ pub fn init() {
             crate::sparsevec::MAX_NNZ as i32,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        // Read by searches only: ALTER INDEX ... SET need not stop them.
+        pg_sys::add_int_reloption(
+            kind,
+            c"ef_search".as_ptr(),
+            c"ef_search of searches whose session did not set vhnsw.ef_search (0: the setting's default)"
+                .as_ptr(),
+            0,
+            0,
+            EF_SEARCH_MAX,
+            pg_sys::ShareUpdateExclusiveLock as pg_sys::LOCKMODE,
+        );
     }
 }
 
@@ -230,6 +245,11 @@ pub unsafe extern "C-unwind" fn amoptions(
             optname: c"max_nnz".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(RawOptions, max_nnz) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"ef_search".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(RawOptions, ef_search) as i32,
         },
     ];
     // SAFETY: build_reloptions fills a palloc'd RawOptions from the table;
@@ -261,14 +281,15 @@ pub unsafe extern "C-unwind" fn amoptions(
 pub fn index_options(index: crate::storage::Index) -> IndexOptions {
     // SAFETY: rd_options is null or the RawOptions amoptions returned.
     let raw = unsafe { (*index.raw()).rd_options.cast::<RawOptions>().as_ref() };
-    let (m, efc, bits, max_nnz) = raw.map_or(
+    let (m, efc, bits, max_nnz, ef_search) = raw.map_or(
         (
             M_DEFAULT,
             EF_CONSTRUCTION_DEFAULT,
             CODE_BITS_DEFAULT,
             MAX_NNZ_DEFAULT,
+            0,
         ),
-        |o| (o.m, o.ef_construction, o.code_bits, o.max_nnz),
+        |o| (o.m, o.ef_construction, o.code_bits, o.max_nnz, o.ef_search),
     );
     IndexOptions {
         m: m as usize,
@@ -280,11 +301,46 @@ pub fn index_options(index: crate::storage::Index) -> IndexOptions {
             CODE_BITS_DEFAULT as u8
         },
         max_nnz: usize::try_from(max_nnz).unwrap_or(0),
+        ef_search: usize::try_from(ef_search).unwrap_or(0),
     }
 }
 
-pub fn ef_search() -> usize {
-    EF_SEARCH.get().max(1) as usize
+/// The `ef_search` of a search of `index` without a hint: the session's
+/// `vhnsw.ef_search` where something set it (SET, SET LOCAL, ALTER ROLE or
+/// DATABASE, the configuration file), else the index's own `ef_search`,
+/// else the setting's built-in default. An index's option reaches Citus
+/// shards (their indexes are made with the same options), where a
+/// coordinator's SET does not.
+pub fn ef_search_for(index: crate::storage::Index) -> usize {
+    let own = index_options(index).ef_search;
+    if own > 0 && !ef_search_was_set() {
+        own
+    } else {
+        EF_SEARCH.get().max(1) as usize
+    }
+}
+
+/// Whether `vhnsw.ef_search` has a value from anywhere but its default.
+fn ef_search_was_set() -> bool {
+    use std::sync::atomic::AtomicPtr;
+    // The setting's record lives as long as the backend once defined.
+    static RECORD: AtomicPtr<pg_sys::config_generic> = AtomicPtr::new(std::ptr::null_mut());
+    let mut record = RECORD.load(Ordering::Relaxed);
+    if record.is_null() {
+        // SAFETY: the array holds GetNumConfigOptions() valid records;
+        // `name` is a NUL-terminated string of each.
+        record = unsafe {
+            let all = pg_sys::get_guc_variables();
+            let n = usize::try_from(pg_sys::GetNumConfigOptions()).unwrap_or(0);
+            (0..n)
+                .map(|i| *all.add(i))
+                .find(|&r| std::ffi::CStr::from_ptr((*r).name) == c"vhnsw.ef_search")
+                .unwrap_or(std::ptr::null_mut())
+        };
+        RECORD.store(record, Ordering::Relaxed);
+    }
+    // SAFETY: null or the setting's record, found above.
+    unsafe { record.as_ref() }.is_some_and(|r| r.source != pg_sys::GucSource::PGC_S_DEFAULT)
 }
 
 /// Whether scans keep searching past their first round.

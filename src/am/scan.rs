@@ -24,7 +24,7 @@
 //! monotone transform of the SQL distance) never decides a row.
 
 use super::columns::Columns;
-use super::options::{ef_search, hinted_ef_search, iterative, max_scan_tuples};
+use super::options::{ef_search_for, hinted_ef_search, iterative, max_scan_tuples};
 use super::utils::{opclass_metric, or_raise, raw_of, Packing};
 use super::validate::{HINT_STRATEGY, RANGE_STRATEGY};
 use crate::distance::sphere::read_sphere;
@@ -660,7 +660,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     ),
                 };
                 let index = Index::new((*scan).indexRelation);
-                let mut ef = ef_search();
+                let mut ef = ef_search_for(index);
                 let mut ranges = Vec::new();
                 // Conditions on the vector column (the rest are on filter columns).
                 for key in keys.iter().filter(|k| k.sk_attno == 1) {

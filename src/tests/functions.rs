@@ -145,8 +145,8 @@ mod tests {
 
     /// Every function of the extension is IMMUTABLE, STRICT and PARALLEL
     /// SAFE, except the index AM handler, the functions that read an index
-    /// or the catalog, which are STABLE, and `vhnsw_merge` and
-    /// `vhnsw_search`, which change an index or run queries.
+    /// or the catalog, which are STABLE, and those that change an index,
+    /// run queries or reach other nodes (VOLATILE, PARALLEL UNSAFE).
     #[pg_test]
     fn functions_are_immutable_strict_parallel_safe() {
         let ours = "FROM pg_proc p
@@ -154,10 +154,14 @@ mod tests {
              JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'vdb'
              WHERE p.pronamespace <> 'tests'::regnamespace AND p.prokind = 'f'
                AND p.prorettype <> 'index_am_handler'::regtype ";
-        let inspection =
-            "p.proname IN ('vhnsw_check', 'vhnsw_stats', 'vhnsw_stats_text', 'vhnsw_search_sql')";
+        let inspection = "p.proname IN ('vhnsw_check_one', 'vhnsw_stats_text', 'vhnsw_search_sql',
+             'vhnsw_require', 'vhnsw_leaf_indexes', 'vhnsw_placements', 'vhnsw_distributed')";
+        // Change an index, or run commands on Citus's nodes.
+        let writers =
+            "p.proname IN ('vhnsw_merge', 'vhnsw_merge_one', 'vhnsw_check', 'vhnsw_stats',
+             'vhnsw_on_placements')";
         let bad = one::<i64>(&format!(
-            "SELECT count(*) {ours} AND NOT {inspection} AND p.proname NOT IN ('vhnsw_merge', 'vhnsw_search')
+            "SELECT count(*) {ours} AND NOT {inspection} AND NOT {writers} AND p.proname <> 'vhnsw_search'
                AND NOT (p.provolatile = 'i' AND p.proisstrict AND p.proparallel = 's')"
         ));
         assert_eq!(bad, 0);
@@ -165,11 +169,14 @@ mod tests {
             "SELECT count(*) {ours} AND {inspection} AND NOT (p.provolatile = 's' AND p.proisstrict AND p.proparallel = 's')"
         ));
         assert_eq!(bad_inspection, 0);
-        // vhnsw_merge changes the index: VOLATILE, and not for parallel workers.
-        let merge = one::<String>(&format!(
-            "SELECT p.provolatile::text || p.proisstrict::text || p.proparallel::text {ours} AND p.proname = 'vhnsw_merge'"
+        let bad_writers = one::<i64>(&format!(
+            "SELECT count(*) {ours} AND {writers} AND NOT (p.provolatile = 'v' AND p.proisstrict AND p.proparallel = 'u')"
         ));
-        assert_eq!(merge, "vtrueu");
+        assert_eq!(bad_writers, 0);
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) {ours} AND {writers}")),
+            5
+        );
         // vhnsw_search runs a query; not STRICT, since its first argument
         // is a NULL of the table's row type.
         let search = one::<String>(&format!(

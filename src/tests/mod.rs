@@ -15,5 +15,6 @@ mod ranges;
 mod security;
 mod sparsevec;
 mod support;
+mod table_shapes;
 mod typed_indexes;
 mod write_path;
