@@ -173,6 +173,20 @@ fn shards_on_other_servers_answer_as_one() {
         .collect();
     assert_eq!(helper, sharded);
 
+    // One foreign table on its own: one query, shipped whole.
+    let lone_sql: String = one(&mut c, "SELECT vhnsw_search_sql('items_0', 'v', 10, 400)");
+    assert!(!lone_sql.contains("UNION ALL"), "{lone_sql}");
+    let lone: Vec<Vec<i32>> = c
+        .query(
+            "SELECT array(SELECT id FROM vhnsw_search(NULL::items_0, 'v', q.v, 10, 400)) FROM q ORDER BY q.id",
+            &[],
+        )
+        .expect("helper on a foreign table")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(lone, answers(&mut c, "items_0", "WHERE t.v <^> 400"));
+
     // ef_search travels with the hint: a tiny one costs recall on the
     // shards, as it does on one server.
     let low = recall(&answers(&mut c, "items", "WHERE t.v <^> 1"), &truth);

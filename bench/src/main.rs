@@ -51,6 +51,7 @@
 //!
 //! `scripts/bench.sh` starts a throwaway cluster and runs this.
 
+mod citus;
 mod dataset;
 mod db;
 mod filtered;
@@ -83,6 +84,8 @@ struct Options {
     filtered_ef: u32,
     shards: Vec<String>,
     scale_out_ef: Vec<u32>,
+    citus: Option<String>,
+    citus_shards: u32,
     hnswlib: bool,
     hnswlib_only: bool,
     data_dir: PathBuf,
@@ -111,6 +114,8 @@ fn parse() -> Result<Options, String> {
         filtered_ef: 40,
         shards: Vec::new(),
         scale_out_ef: vec![20, 40, 80, 160],
+        citus: None,
+        citus_shards: 4,
         hnswlib: true,
         hnswlib_only: false,
         data_dir: PathBuf::from(".data/bench"),
@@ -172,6 +177,12 @@ fn parse() -> Result<Options, String> {
                     .map(|s| s.trim().parse())
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("--scale-out-ef: {e}"))?
+            }
+            "--citus" => o.citus = Some(value()?),
+            "--citus-shards" => {
+                o.citus_shards = value()?
+                    .parse()
+                    .map_err(|e| format!("--citus-shards: {e}"))?
             }
             "--data-dir" => o.data_dir = value()?.into(),
             "--out" => o.out = value()?.into(),
@@ -459,6 +470,23 @@ fn run_dataset(ds: &dataset::Dataset, truth: &[Vec<i32>], engines: &[Engine], o:
             }
         }
         scale_out::print(&single, vdb.build_secs, &runs);
+    }
+    if let Some(conn) = &o.citus {
+        match citus::run(
+            conn,
+            o.citus_shards,
+            ds,
+            truth,
+            &o.scale_out_ef,
+            o.m,
+            o.ef_construction,
+        ) {
+            Ok(run) => citus::print(&run),
+            Err(e) => {
+                eprintln!("vdb-bench: citus: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     let _ = std::fs::create_dir_all(&o.out);
     let png = o.out.join(format!("{}-recall-qps.png", ds.name));

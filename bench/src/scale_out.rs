@@ -46,7 +46,7 @@ fn load_shard(client: &mut Client, ds: &Dataset, i: usize, n: usize) -> Result<(
 }
 
 /// Recall and QPS of one query form at one ef_search.
-fn pass(
+pub(crate) fn pass(
     client: &mut Client,
     ds: &Dataset,
     truth: &[Vec<i32>],
