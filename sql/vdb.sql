@@ -565,6 +565,11 @@ DECLARE
     ports integer[];
     commands text[];
 BEGIN
+    -- Named into the command's text: only vdb's own.
+    IF call NOT IN ('vhnsw_check', 'vhnsw_stats', 'vhnsw_merge') THEN
+        RAISE EXCEPTION 'vhnsw_on_placements runs vhnsw_check, vhnsw_stats or vhnsw_merge, not "%"', call
+            USING ERRCODE = '22023';
+    END IF;
     SELECT array_agg(p.shard_index), array_agg(p.nodename), array_agg(p.nodeport),
            array_agg(format('SELECT @extschema@.%s(%L::regclass)', call, p.shard_index))
       INTO names, hosts, ports, commands
