@@ -183,6 +183,11 @@ mod tests {
         run("CREATE INDEX shape_none_btree ON shape_none (id)");
         assert!(sql_error("SELECT vhnsw_check('shape_none_btree')").starts_with("22023 "));
         assert!(sql_error("SELECT vhnsw_stats('shape_none')").starts_with("42809 "));
+        // The routing helper sends only vdb's own functions to shards.
+        assert!(
+            sql_error("SELECT * FROM vhnsw_on_placements('shape_none_idx', 'pg_sleep', true)")
+                .starts_with("22023 ")
+        );
     }
 
     /// Rows a scan of one search round returns: `ef_search` of them, with
