@@ -43,6 +43,7 @@ pub extern "C-unwind" fn _PG_init() {
     // Before options::init reserves the `vhnsw.` prefix.
     failpoint::init();
     am::options::init();
+    threads::init();
     am::worker::init();
 }
 

@@ -4,6 +4,8 @@
 //! signal handlers only ever run on the backend's own thread; the threads
 //! compute on copied-out data and never call a Postgres function.
 
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
 use rayon::prelude::*;
 use std::cell::OnceCell;
 use vdb_core::hnsw::insert::Reselect;
@@ -41,6 +43,42 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// `vhnsw.merge_threads`: threads the distance work of a merge batch runs
+/// on. Merges run beside queries (the merge worker, inserting backends at
+/// the hard limit), so by default on the merging process's own thread
+/// only, leaving the other cores to queries.
+static MERGE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
+/// Registers `vhnsw.merge_threads`; called from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"vhnsw.merge_threads",
+        c"Sets how many threads the distance work of a merge batch runs on.",
+        c"1 (the default): the merging process's own thread only, leaving other cores to queries. At most the machine's cores are used.",
+        &MERGE_THREADS,
+        1,
+        1024,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// Threads of a merge batch.
+pub fn merge_threads() -> usize {
+    usize::try_from(MERGE_THREADS.get())
+        .unwrap_or(1)
+        .clamp(1, cores())
+}
+
+/// Threads of an index build or a VACUUM's repair: the backend and
+/// `max_parallel_maintenance_workers` more, as PostgreSQL sizes its own
+/// parallel maintenance, at most the machine's cores.
+pub fn maintenance_threads() -> usize {
+    // SAFETY: reads a GUC variable of the backend's own thread.
+    let workers = unsafe { pg_sys::max_parallel_maintenance_workers };
+    (1 + usize::try_from(workers).unwrap_or(0)).clamp(1, cores())
+}
+
 /// Fewer full lists than this are re-selected on the calling thread: the
 /// hand-off would cost more than it saves.
 const PARALLEL_MIN_JOBS: usize = 8;
@@ -48,9 +86,19 @@ const PARALLEL_MIN_JOBS: usize = 8;
 /// Threads for the distance work of one write operation (a merge batch, a
 /// VACUUM), started on first use and ended when the operation drops it:
 /// a backend keeps no threads between operations.
-#[derive(Default)]
 pub struct WorkPool {
+    threads: usize,
     pool: OnceCell<Option<rayon::ThreadPool>>,
+}
+
+impl WorkPool {
+    /// A pool of `threads` threads (1: the work runs on the caller's).
+    pub fn with_threads(threads: usize) -> WorkPool {
+        WorkPool {
+            threads: threads.max(1),
+            pool: OnceCell::new(),
+        }
+    }
 }
 
 impl WorkPool {
@@ -61,7 +109,7 @@ impl WorkPool {
             .get_or_init(|| {
                 let _blocked = SignalsBlocked::block();
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(cores())
+                    .num_threads(self.threads)
                     .thread_name(|i| format!("vhnsw-merge-{i}"))
                     .build()
                     .ok()
@@ -69,10 +117,11 @@ impl WorkPool {
             .as_ref()
     }
 
-    /// `f(0) .. f(n − 1)`, in order, on all cores (serially if the
-    /// pool's threads could not start). `f` must not call Postgres.
+    /// `f(0) .. f(n − 1)`, in order, on the pool's threads (serially if
+    /// it has one, or its threads could not start). `f` must not call
+    /// Postgres.
     pub fn map<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-        if n >= PARALLEL_MIN_JOBS && cores() > 1 {
+        if n >= PARALLEL_MIN_JOBS && self.threads > 1 {
             if let Some(pool) = self.get() {
                 return pool.install(|| (0..n).into_par_iter().map(&f).collect());
             }
@@ -80,11 +129,11 @@ impl WorkPool {
         (0..n).map(f).collect()
     }
 
-    /// Re-selects full neighbour lists, on all cores when there are
-    /// enough. A panic in a job reaches the caller's thread (and becomes
-    /// an ERROR).
+    /// Re-selects full neighbour lists, on the pool's threads when there
+    /// are enough. A panic in a job reaches the caller's thread (and
+    /// becomes an ERROR).
     pub fn reselect(&self, work: &[Reselect], metric: Metric) -> Vec<Vec<NodeId>> {
-        if work.len() >= PARALLEL_MIN_JOBS && cores() > 1 {
+        if work.len() >= PARALLEL_MIN_JOBS && self.threads > 1 {
             if let Some(pool) = self.get() {
                 return pool.install(|| work.par_iter().map(|w| w.run(metric)).collect());
             }

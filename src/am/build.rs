@@ -2,7 +2,8 @@
 //!
 //! The heap is read through the table AM's index build scan into a
 //! [`MemoryGraph`]; identical vectors become one node with several heap
-//! TIDs. The graph is then built in parallel on all cores with rayon and
+//! TIDs. The graph is then built in parallel with rayon (the backend and
+//! `max_parallel_maintenance_workers` more threads, at most the cores) and
 //! written out page by page, WAL-logged as full-page images.
 //!
 //! Rayon threads never call Postgres: they run with every signal blocked,
@@ -30,7 +31,7 @@ use crate::storage::values;
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
 use crate::threads::WorkPool;
-use crate::threads::{cores, SignalsBlocked};
+use crate::threads::{maintenance_threads, SignalsBlocked};
 use pgrx::pg_sys;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -416,7 +417,7 @@ fn cancel_requested() -> bool {
     }
 }
 
-/// Links every node of `graph` using all cores. Returns once the workers
+/// Links every node of `graph` on the maintenance threads. Returns once the workers
 /// are done; a query cancel stops them and raises the cancel's ERROR.
 fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
     let total = graph.len();
@@ -424,7 +425,7 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
     report(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, total as i64);
     let progress = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
-    let threads = cores();
+    let threads = maintenance_threads();
     let outcome = std::thread::scope(|scope| {
         let worker = {
             let _blocked = SignalsBlocked::block();
@@ -585,7 +586,7 @@ fn write_index(
         upper_first.push(upper_count);
         upper_count += u32::from(graph.level(order[new as usize]));
     }
-    // Slots are encoded (their codes taken) on all cores, a chunk of
+    // Slots are encoded (their codes taken) on the maintenance threads, a chunk of
     // units at a time, and written in order.
     let slot_of = |new: NodeId| {
         let old = order[new as usize];
@@ -626,7 +627,7 @@ fn write_index(
             &codes,
         )
     };
-    let pool = WorkPool::default();
+    let pool = WorkPool::with_threads(maintenance_threads());
     let per_page = g.nodes_per_page.max(1) as u32;
     const CHUNK_UNITS: u32 = 256;
     for chunk in (0..units).step_by(CHUNK_UNITS as usize) {

@@ -128,7 +128,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     merge_pending(index);
     {
         let mut graph = or_raise(GraphWriter::open(GraphLock::acquire(index)));
-        or_raise(graph.repair_deleted());
+        or_raise(graph.repair_deleted(crate::threads::maintenance_threads()));
         graph.link_unreachable();
     }
     let had_stats = !stats.is_null();

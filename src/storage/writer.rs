@@ -212,7 +212,7 @@ impl GraphWriter {
         let mut w = GraphWriter {
             graph,
             values,
-            pool: Default::default(),
+            pool: crate::threads::WorkPool::with_threads(crate::threads::merge_threads()),
             _lock: lock,
         };
         let node = w.meta.linking;
@@ -667,11 +667,15 @@ impl GraphWriter {
     }
 
     /// Unlinks the nodes VACUUM left without rows and frees their slots
-    /// for reuse. Every list pointing to such a node is redone
-    /// ([`vdb_core::hnsw::repair::repair_removed`]), so the graph keeps its
-    /// connections; a removed entry point is replaced by the highest live
-    /// node before any slot is freed. Returns the slots freed.
-    pub fn repair_deleted(&mut self) -> SqlResult<usize> {
+    /// for reuse. Every list pointing to such a node is refilled from the
+    /// removed nodes' own neighbours, in batches whose distance work runs
+    /// on `threads` threads
+    /// ([`vdb_core::hnsw::consolidate`]); the few lists that would keep
+    /// less than half their length are redone by a search
+    /// ([`vdb_core::hnsw::repair::repair_removed`]). A removed entry point
+    /// is replaced by the highest live node before any slot is freed.
+    /// Returns the slots freed.
+    pub fn repair_deleted(&mut self, threads: usize) -> SqlResult<usize> {
         let n = self.node_count();
         let mut gone = vec![false; n as usize];
         let mut live_top: Option<(u8, NodeId)> = None;
@@ -693,10 +697,11 @@ impl GraphWriter {
         if freed.is_empty() {
             return Ok(0);
         }
+        let searched = self.consolidate(&gone, threads)?;
         let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
         vdb_core::hnsw::repair::repair_removed(
             self,
-            n,
+            &mut searched.into_iter(),
             &|node| self.header(node).level,
             &|node| self.load(node),
             &|node| is_gone(node) || self.header(node).flags & NODE_IN_USE == 0,
@@ -756,6 +761,94 @@ impl GraphWriter {
             self.graph.meta = meta;
         }
         Ok(freed.len())
+    }
+
+    /// Refills every list of a live node that names a node `gone` marks,
+    /// from the removed nodes' lists, a batch at a time: the damaged lists
+    /// and the removed nodes' lists are read in one pass, each batch's
+    /// vectors are copied out here, the new lists are chosen on `threads`
+    /// threads and written here, one WAL record each (like any list
+    /// change: a crash between two leaves every list whole, and a removed
+    /// node still links onwards until its slot is freed). Returns the
+    /// nodes whose lists it handed back for a search.
+    fn consolidate(&self, gone: &[bool], threads: usize) -> SqlResult<Vec<NodeId>> {
+        use vdb_core::hnsw::consolidate::{
+            candidates, refill_damaged, Copied, Damaged, RemovedLists,
+        };
+        /// Lists per batch: bounds the vectors copied at once.
+        const BATCH: usize = 8192;
+        let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
+        let mut removed = RemovedLists::new();
+        let mut damaged = Vec::new();
+        let mut list = Vec::new();
+        for node in 0..self.node_count() {
+            if node % 1024 == 0 {
+                pgrx::check_for_interrupts!();
+            }
+            let h = self.header(node);
+            if h.flags & NODE_IN_USE == 0 {
+                continue;
+            }
+            for level in 0..=h.level {
+                self.neighbors(node, level, &mut list);
+                if is_gone(node) {
+                    removed.insert((node, level), list.clone());
+                } else if list.iter().any(|&x| is_gone(x)) {
+                    damaged.push(Damaged {
+                        node,
+                        level,
+                        list: list.clone(),
+                    });
+                }
+            }
+        }
+        let params = *self.params();
+        let pool = crate::threads::WorkPool::with_threads(threads);
+        let mut searched = Vec::new();
+        for batch in damaged.chunks(BATCH) {
+            let found = pool.map(batch.len(), |i| {
+                candidates(&batch[i], &removed, &is_gone, params.ef_construction)
+            });
+            let copied = Copied::of(
+                self,
+                batch.iter().zip(&found).flat_map(|(d, c)| {
+                    std::iter::once(d.node)
+                        .chain(d.list.iter().copied().filter(|&x| !is_gone(x)))
+                        .chain(c.iter().copied())
+                }),
+            );
+            let lists = pool.map(batch.len(), |i| {
+                let d = &batch[i];
+                let len = if d.level > 0 {
+                    params.max_neighbors(d.level)
+                } else {
+                    d.list.len().min(params.max_neighbors(0))
+                };
+                refill_damaged(
+                    params.metric,
+                    &copied,
+                    d,
+                    &found[i],
+                    &is_gone,
+                    len,
+                    params.ef_construction,
+                )
+            });
+            for (k, (d, new)) in batch.iter().zip(lists).enumerate() {
+                if k % 64 == 0 {
+                    // Cost-based delay, and interrupts.
+                    // SAFETY: a plain function of the backend's own thread.
+                    unsafe { pg_sys::vacuum_delay_point() };
+                }
+                match new {
+                    Some(new) => self
+                        .update_neighbors(d.node, d.level, &mut |current| *current = new.clone()),
+                    None => searched.push(d.node),
+                }
+            }
+        }
+        searched.dedup();
+        Ok(searched)
     }
 
     /// Links every live node that no path reaches (after bulk changes).

@@ -11,11 +11,13 @@
 //! - [`insert`]: planning a node's lists and linking it back;
 //! - [`scan`]: a resumable search that yields nodes in distance order;
 //! - [`coded`]: a search that reads one node per hop, on neighbour codes;
+//! - [`consolidate`]: refilling the lists a batch of deletes damaged;
 //! - [`repair`]: relinking nodes nothing points to;
 //! - [`visited`]: the visited set.
 
 pub mod cache;
 pub mod coded;
+pub mod consolidate;
 pub mod insert;
 pub mod memory;
 pub mod metric;

@@ -20,13 +20,13 @@ use super::search::{descend, search_layer, LayerSearch};
 use super::select::refill;
 use super::{Candidate, GraphWrite, NodeId, Point};
 
-/// Redoes every list of a live node among `0..count` that names a node
+/// Redoes every list of a live node among `nodes` that names a node
 /// `is_gone` rules out. `level_of(n)` is node `n`'s level and `point_of(n)`
 /// its stored vector; `progress(n)` is called before each node (to check
 /// for interrupts). Returns how many lists changed.
 pub fn repair_removed<S: GraphWrite + ?Sized>(
     store: &S,
-    count: u32,
+    nodes: &mut dyn Iterator<Item = NodeId>,
     level_of: &dyn Fn(NodeId) -> u8,
     point_of: &dyn Fn(NodeId) -> Point,
     is_gone: &dyn Fn(NodeId) -> bool,
@@ -35,7 +35,7 @@ pub fn repair_removed<S: GraphWrite + ?Sized>(
     let (mut list, mut theirs) = (Vec::new(), Vec::new());
     let mut search = LayerSearch::new();
     let mut changed = 0;
-    for node in 0..count {
+    for node in nodes {
         if is_gone(node) {
             continue;
         }
