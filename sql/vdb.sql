@@ -509,6 +509,10 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', table_name USING ERRCODE = '42501',
             DETAIL = format('%s needs it on the index''s table.', function);
     END IF;
+    IF owner AND NOT (SELECT indisvalid FROM pg_index WHERE indexrelid = index) THEN
+        RAISE EXCEPTION 'index "%" is not valid yet', index_name USING ERRCODE = '55000',
+            DETAIL = 'It is being built concurrently, or such a build failed, or (partitioned) some partitions have no index attached: REINDEX it, or ATTACH PARTITION their indexes.';
+    END IF;
     IF NOT owner AND NOT has_table_privilege(tab, 'SELECT') THEN
         RAISE EXCEPTION 'permission denied for table %', table_name USING ERRCODE = '42501',
             DETAIL = format('%s needs it on the index''s table.', function);
@@ -554,34 +558,58 @@ BEGIN
 END
 $$;
 
--- Runs `call` (a function of vdb's taking the shard index's name) on the
--- given placements, in parallel: one row per placement.
+-- Runs `call` (vdb's vhnsw_check, vhnsw_stats or vhnsw_merge) on the
+-- shard indexes of `index`, on every placement or one per shard: one
+-- command per node (Citus's master_run_on_worker, the nodes at the same
+-- time), running that node's shards one after another, so that a table of
+-- many shards takes one connection per node. One row per placement; a
+-- node that failed gives its error for each of its placements. Each
+-- command runs in a connection and transaction of its own.
 CREATE FUNCTION vhnsw_on_placements(index regclass, call text, every_placement boolean,
-                                    OUT shard_index text, OUT node text, OUT success boolean, OUT result text)
+                                    OUT shard_index text, OUT node text, OUT success boolean,
+                                    OUT result text, OUT first boolean)
 RETURNS SETOF record LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    names text[];
     hosts text[];
     ports integer[];
     commands text[];
+    done record;
 BEGIN
     -- Named into the command's text: only vdb's own.
     IF call NOT IN ('vhnsw_check', 'vhnsw_stats', 'vhnsw_merge') THEN
         RAISE EXCEPTION 'vhnsw_on_placements runs vhnsw_check, vhnsw_stats or vhnsw_merge, not "%"', call
             USING ERRCODE = '22023';
     END IF;
-    SELECT array_agg(p.shard_index), array_agg(p.nodename), array_agg(p.nodeport),
-           array_agg(format('SELECT @extschema@.%s(%L::regclass)', call, p.shard_index))
-      INTO names, hosts, ports, commands
-      FROM @extschema@.vhnsw_placements(index) p
-     WHERE every_placement OR p.first;
-    IF names IS NULL THEN
+    -- The remote session's search_path is its own: everything qualified.
+    SELECT array_agg(g.nodename), array_agg(g.nodeport),
+           array_agg(format('SELECT pg_catalog.json_agg(pg_catalog.json_build_array(u.s, @extschema@.%s(u.s::pg_catalog.regclass)::pg_catalog.text) ORDER BY u.o) FROM pg_catalog.unnest(%L::pg_catalog.text[]) WITH ORDINALITY u(s, o)',
+                            call, g.shards))
+      INTO hosts, ports, commands
+      FROM (SELECT l.nodename, l.nodeport, array_agg(l.shard_index ORDER BY l.shardid) AS shards
+              FROM @extschema@.vhnsw_placements(index) l
+             WHERE every_placement OR l.first
+             GROUP BY l.nodename, l.nodeport) g;
+    IF hosts IS NULL THEN
         RETURN;
     END IF;
-    RETURN QUERY EXECUTE $q$
-        SELECT ($1)[r.ordinality], r.node_name || ':' || r.node_port, r.success, r.result
-          FROM master_run_on_worker($2, $3, $4, true) WITH ORDINALITY r $q$
-        USING names, hosts, ports, commands;
+    FOR done IN EXECUTE 'SELECT r.node_name, r.node_port, r.success, r.result
+                           FROM master_run_on_worker($1, $2, $3, true) r'
+        USING hosts, ports, commands LOOP
+        IF done.success THEN
+            RETURN QUERY
+                SELECT e ->> 0, done.node_name || ':' || done.node_port, true, e ->> 1, l.first
+                  FROM json_array_elements(done.result::json) e
+                  JOIN @extschema@.vhnsw_placements(index) l ON l.shard_index = e ->> 0
+                   AND l.nodename = done.node_name AND l.nodeport = done.node_port;
+        ELSE
+            RETURN QUERY
+                SELECT l.shard_index, done.node_name || ':' || done.node_port, false, done.result, l.first
+                  FROM @extschema@.vhnsw_placements(index) l
+                 WHERE l.nodename = done.node_name AND l.nodeport = done.node_port
+                   AND (every_placement OR l.first)
+                 ORDER BY l.shardid;
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -628,17 +656,21 @@ COMMENT ON FUNCTION vhnsw_check(regclass) IS 'problems of a vhnsw index (structu
 -- Adds up the stats of several indexes; `parts` is an array of stats
 -- objects, kept under the key `breakdown`.
 CREATE FUNCTION vhnsw_stats_sum(parts jsonb, breakdown text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     WITH part AS (SELECT p FROM jsonb_array_elements(parts) p),
     counts AS (
         SELECT jsonb_object_agg(key, (SELECT coalesce(sum((p ->> key)::numeric), 0) FROM part)) AS o
           FROM unnest(ARRAY['nodes', 'deleted_nodes', 'free_slots', 'free_overflow_pages', 'upper_slots',
                             'upper_slots_lost', 'pending', 'unindexed', 'merged_total',
                             'index_pages', 'index_bytes']) key),
-    -- The shape, where every part has the same; null where they differ.
+    -- The shape, where every part that holds rows has the same (an empty
+    -- index of an untyped column has no dims yet); null where they differ.
     shape AS (
         SELECT jsonb_object_agg(key, (SELECT CASE WHEN count(DISTINCT p -> key) = 1
-                                                  THEN (array_agg(p -> key))[1] END FROM part)) AS o
+                                                  THEN (array_agg(p -> key))[1] END
+                                        FROM part
+                                       WHERE (p ->> 'nodes')::numeric + (p ->> 'pending')::numeric > 0
+                                          OR (p ->> 'dims')::numeric > 0)) AS o
           FROM unnest(ARRAY['dims', 'm', 'ef_construction', 'code_bits', 'code_dims']) key),
     levels AS (
         SELECT coalesce(jsonb_agg(n ORDER BY level), '[]') AS o
@@ -714,13 +746,26 @@ BEGIN
         END LOOP;
         RETURN total;
     END IF;
+    IF EXISTS (SELECT FROM @extschema@.vhnsw_placements(index)) THEN
+        -- What the C function refuses, before the shards' own sessions
+        -- (which would not know) are asked to write.
+        IF pg_is_in_recovery() THEN
+            RAISE EXCEPTION 'cannot run vhnsw_merge() during recovery' USING ERRCODE = '25006';
+        END IF;
+        IF current_setting('transaction_read_only')::boolean THEN
+            RAISE EXCEPTION 'cannot run vhnsw_merge() in a read-only transaction' USING ERRCODE = '25006';
+        END IF;
+    END IF;
     FOR part IN SELECT * FROM @extschema@.vhnsw_on_placements(index, 'vhnsw_merge', true) LOOP
         found_placements := true;
         IF NOT part.success THEN
             RAISE EXCEPTION 'vhnsw_merge() failed on shard index % on %: %', part.shard_index, part.node, part.result
                 USING ERRCODE = '58000';
         END IF;
-        total := total + part.result::bigint;
+        -- Every placement merges its own list; the rows count once.
+        IF part.first THEN
+            total := total + part.result::bigint;
+        END IF;
     END LOOP;
     IF found_placements THEN
         RETURN total;
@@ -796,7 +841,10 @@ BEGIN
                                  columns, vector_column, operator, relid, hint, k),
                           ' UNION ALL ' ORDER BY relid)
           INTO branches
-          FROM pg_partition_tree(parent) WHERE isleaf;
+          FROM pg_partition_tree(parent) t
+         WHERE t.isleaf
+           -- Not one being detached concurrently: the parent no longer has its rows.
+           AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = t.relid AND i.inhdetachpending);
     END IF;
     IF branches IS NULL THEN
         RETURN format('SELECT %s FROM %s%s ORDER BY %I OPERATOR(@extschema@.%s) $1 LIMIT %s',

@@ -296,6 +296,17 @@ fn citus_distributed_tables_are_searched_and_maintained_on_every_shard() {
         i64::from(ROWS) + queries.len() as i64
     );
 
+    // Shards are not asked to write from a read-only transaction.
+    {
+        let mut t = c.transaction().expect("begin");
+        t.batch_execute("SET TRANSACTION READ ONLY")
+            .expect("read only");
+        let e = t
+            .batch_execute("SELECT vhnsw_merge('items_v_idx')")
+            .expect_err("a merge in a read-only transaction");
+        assert_eq!(e.code().map(|c| c.code()), Some("25006"), "{e}");
+    }
+
     // DELETE + VACUUM through the coordinator.
     exec(
         &mut c,
@@ -351,6 +362,29 @@ fn citus_distributed_tables_are_searched_and_maintained_on_every_shard() {
         one::<String>(&mut c, "SELECT vhnsw_check('items_v_idx')"),
         ""
     );
+
+    // A reference table: a copy on every node, each with its own index
+    // and pending list; rows merged count once.
+    exec(
+        &mut c,
+        "CREATE TABLE refs (id int PRIMARY KEY, v vector(12));
+         SELECT create_reference_table('refs');
+         CREATE INDEX refs_v_idx ON refs USING vhnsw (v vector_cosine_ops);
+         INSERT INTO refs SELECT id, v FROM flat WHERE id <= 500;",
+    );
+    let copies: i64 = one(
+        &mut c,
+        "SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_shard_placement p USING (shardid)
+          WHERE s.logicalrelid = 'refs'::regclass",
+    );
+    assert_eq!(copies, 3, "coordinator and both workers");
+    assert_eq!(stats(&mut c, "refs_v_idx", "pending"), 500);
+    assert_eq!(one::<i64>(&mut c, "SELECT vhnsw_merge('refs_v_idx')"), 500);
+    assert_eq!(
+        one::<String>(&mut c, "SELECT vhnsw_check('refs_v_idx')"),
+        ""
+    );
+    assert_eq!(stats(&mut c, "refs_v_idx", "nodes"), 500);
 
     // A distributed partitioned table: the partitioned index's functions
     // go through every partition to every shard; vhnsw_search is one

@@ -183,6 +183,14 @@ mod tests {
         run("CREATE INDEX shape_none_btree ON shape_none (id)");
         assert!(sql_error("SELECT vhnsw_check('shape_none_btree')").starts_with("22023 "));
         assert!(sql_error("SELECT vhnsw_stats('shape_none')").starts_with("42809 "));
+        // An index made ON ONLY the parent, no partition's index attached:
+        // not valid, never "clean".
+        run("CREATE TABLE shape_only (id int, v vector(4)) PARTITION BY RANGE (id)");
+        run("CREATE TABLE shape_only_a PARTITION OF shape_only FOR VALUES FROM (0) TO (100)");
+        fill("shape_only", 0, 50);
+        run("CREATE INDEX shape_only_idx ON ONLY shape_only USING vhnsw (v vector_l2_ops)");
+        assert!(sql_error("SELECT vhnsw_check('shape_only_idx')").starts_with("55000 "));
+        assert!(sql_error("SELECT vhnsw_merge('shape_only_idx')").starts_with("55000 "));
         // The routing helper sends only vdb's own functions to shards.
         assert!(
             sql_error("SELECT * FROM vhnsw_on_placements('shape_none_idx', 'pg_sleep', true)")
