@@ -12,6 +12,9 @@
 # pip fills on first use. --no-hnswlib leaves hnswlib out; --hnswlib-only
 # runs only hnswlib, without PostgreSQL.
 #
+# --mixed measures both engines' query rate while a client inserts rows;
+# --vacuum their deletes (10 %, 50 %), VACUUM and ten update rounds.
+#
 # --scale-out also starts three shard servers (ports +1..+3) and measures
 # the same data split over 2 and 3 of them behind postgres_fdw.
 #

@@ -9,6 +9,7 @@
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
 //!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
 //!           [--filtered-ef 40] [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
+//!           [--vacuum] [--mixed]
 //!           [--no-hnswlib | --hnswlib-only] [--data-dir DIR] [--out DIR]
 //! ```
 //!
@@ -44,6 +45,14 @@
 //! servers (2 or more), vdb's run is followed by the scale-out run: the
 //! same rows split over 2, then 3 shards behind the vdb database.
 //!
+//! Two optional modes run on every engine after the query passes, before
+//! the ranges and the filtered table: `--mixed` ([`mixed`]: the queries'
+//! QPS while a client inserts single rows, flat out and paced), then
+//! `--vacuum` ([`vacuum`]: deletes of 10 % and 50 % of the rows and
+//! VACUUM, then ten rounds of updates, on fresh tables and indexes; the
+//! dataset's table and a fresh index are restored afterwards when the
+//! ranges or the filtered table follow). Each prints its own table.
+//!
 //! Then, unless `--no-hnswlib`, [`hnswlib`] builds the same graph (same `m`
 //! and `ef_construction`) in process and runs the same queries on one
 //! thread; its rows join the report (skipped, saying why, when pip cannot
@@ -57,10 +66,12 @@ mod db;
 mod filtered;
 mod hnswlib;
 mod insert;
+mod mixed;
 mod python;
 mod ranges;
 mod report;
 mod scale_out;
+mod vacuum;
 
 use db::{Engine, QueryStats};
 
@@ -88,6 +99,8 @@ struct Options {
     citus_shards: u32,
     hnswlib: bool,
     hnswlib_only: bool,
+    vacuum: bool,
+    mixed: bool,
     data_dir: PathBuf,
     out: PathBuf,
 }
@@ -118,6 +131,8 @@ fn parse() -> Result<Options, String> {
         citus_shards: 4,
         hnswlib: true,
         hnswlib_only: false,
+        vacuum: false,
+        mixed: false,
         data_dir: PathBuf::from(".data/bench"),
         out: PathBuf::from("bench/out"),
     };
@@ -145,6 +160,8 @@ fn parse() -> Result<Options, String> {
             }
             "--no-hnswlib" => o.hnswlib = false,
             "--hnswlib-only" => o.hnswlib_only = true,
+            "--vacuum" => o.vacuum = true,
+            "--mixed" => o.mixed = true,
             "--rows" => o.rows = Some(value()?.parse().map_err(|e| format!("--rows: {e}"))?),
             "--queries" => o.queries = value()?.parse().map_err(|e| format!("--queries: {e}"))?,
             "--ef" => {
@@ -198,14 +215,23 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
+/// One engine's results: the report's, and those of the optional modes
+/// (kept beside it, as the hnswlib baseline builds an [`EngineResult`] too).
+struct EngineRun {
+    result: EngineResult,
+    vacuum: Option<vacuum::VacuumRun>,
+    mixed: Option<mixed::MixedRun>,
+}
+
 fn run_engine(
     engine: &Engine,
     ds: &dataset::Dataset,
     truth: &[Vec<i32>],
     work: Option<&filtered::Workload>,
     range_truth: &[(Vec<i32>, f64)],
+    vacuum_work: Option<&vacuum::Workload>,
     o: &Options,
-) -> Result<EngineResult, db::BoxError> {
+) -> Result<EngineRun, db::BoxError> {
     let mut client = engine.connect()?;
     let settings: Vec<String> = client
         .query("SELECT name || '=' || setting FROM pg_settings WHERE name IN ('shared_buffers', 'maintenance_work_mem', 'max_parallel_maintenance_workers', 'work_mem') ORDER BY name", &[])?
@@ -277,6 +303,27 @@ fn run_engine(
         );
         concurrent.push(p);
     }
+    // Mixed first, on the table the passes measured; the vacuum run then
+    // replaces table and index, and restores them if later passes need them.
+    let mixed = if o.mixed {
+        Some(mixed::run(&mut client, engine, ds)?)
+    } else {
+        None
+    };
+    let ranges_follow = !range_truth.is_empty() && engine.extension == "vdb";
+    let vacuum = vacuum_work
+        .map(|w| {
+            vacuum::run(
+                &mut client,
+                engine,
+                ds,
+                w,
+                o.m,
+                o.ef_construction,
+                ranges_follow || work.is_some(),
+            )
+        })
+        .transpose()?;
     // Ranges before the goal table, which replaces table and index: they
     // measure the plain index the other passes did.
     let range = if range_truth.is_empty() || engine.extension != "vdb" {
@@ -303,7 +350,7 @@ fn run_engine(
             )
         })
         .transpose()?;
-    Ok(EngineResult {
+    let result = EngineResult {
         name: engine.name.to_string(),
         build_secs: build.as_secs_f64(),
         index_bytes: size,
@@ -313,6 +360,11 @@ fn run_engine(
         concurrent,
         filtered,
         range,
+    };
+    Ok(EngineRun {
+        result,
+        vacuum,
+        mixed,
     })
 }
 
@@ -406,10 +458,33 @@ fn run_dataset(ds: &dataset::Dataset, truth: &[Vec<i32>], engines: &[Engine], o:
     } else {
         ranges::ground_truth(ds, &o.data_dir)
     };
-    let mut results = Vec::new();
+    let vacuum_work = if o.vacuum && !engines.is_empty() {
+        let started = std::time::Instant::now();
+        let work = vacuum::workload(ds);
+        eprintln!(
+            "ground truth of the deletes and update rounds ready in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        Some(work)
+    } else {
+        None
+    };
+    let (mut results, mut vacuum_runs, mut mixed_runs) = (Vec::new(), Vec::new(), Vec::new());
     for engine in engines {
-        match run_engine(engine, ds, truth, work.as_ref(), &range_truth, o) {
-            Ok(r) => results.push(r),
+        match run_engine(
+            engine,
+            ds,
+            truth,
+            work.as_ref(),
+            &range_truth,
+            vacuum_work.as_ref(),
+            o,
+        ) {
+            Ok(r) => {
+                results.push(r.result);
+                vacuum_runs.extend(r.vacuum);
+                mixed_runs.extend(r.mixed);
+            }
             Err(e) => {
                 eprintln!("vdb-bench: {}: {e}", engine.name);
                 std::process::exit(1);
@@ -440,6 +515,8 @@ fn run_dataset(ds: &dataset::Dataset, truth: &[Vec<i32>], engines: &[Engine], o:
             ranges::print(range, o.filtered_ef);
         }
         filtered::print(&ds.name, &results, o.filtered_ef);
+        mixed::print(&ds.name, &mixed_runs);
+        vacuum::print(&ds.name, &vacuum_runs);
     }
     if o.shards.len() >= 2 && !engines.is_empty() {
         let vdb = &results[0];
