@@ -86,6 +86,14 @@ fn merge_into(graph: &mut GraphWriter, index: Index, max: usize) -> SqlResult<us
     pending::add_done(index, items.len());
     pending::recycle_head(index)?;
     graph.record_merge(items.len());
+    // Inserts can prune away a node's last incoming edge, and a node no
+    // path reaches is never found. Checking costs one walk over the
+    // graph: done when the batch is large against the graph, and when
+    // the list is drained (the end of every burst of writes).
+    let drained = pending::estimate(&read_meta(index)?) == 0;
+    if drained || items.len() * 16 >= graph.node_count() as usize {
+        graph.link_unreachable();
+    }
     Ok(items.len())
 }
 
@@ -110,6 +118,9 @@ pub fn merge_all(index: Index, batch: usize) -> SqlResult<usize> {
             break;
         }
     }
+    // Inserts that keep arriving leave the list never drained: the
+    // graph is whole when a merge of everything returns.
+    graph.link_unreachable();
     Ok(total)
 }
 

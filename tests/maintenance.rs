@@ -1,0 +1,261 @@
+//! Graph maintenance on a server of its own: VACUUM after mass deletes
+//! under every metric, recall over rounds of updates, VACUUMs cancelled
+//! part-way, merges of many rows into a small graph, and the merge
+//! worker's lock handling. Every test ends with `vhnsw_check` clean.
+
+mod support;
+
+use support::{one, quiet_cluster, Cluster};
+
+const DIMS: usize = 24;
+
+/// Clustered rows `from..=to` as a SELECT (id, v): 40 centres, seeded.
+fn rows_sql(from: i32, to: i32, salt: i32) -> String {
+    format!(
+        "SELECT i AS id, (SELECT array_agg((hashint4((hashint4(i) % 40) * 31 + d) % 1000) / 500.0
+                                           + 0.3 * (hashint4(i * 97 + d + {salt}) % 1000) / 1000.0 ORDER BY d)
+                            FROM generate_series(1, {DIMS}) d)::vector({DIMS}) AS v
+           FROM generate_series({from}, {to}) i"
+    )
+}
+
+/// Recall@10 at `ef` of `table`'s index for 40 query vectors, against
+/// a sequential scan's answer, under `op`.
+fn recall(c: &mut postgres::Client, table: &str, op: &str, ef: i32) -> f64 {
+    c.batch_execute(&format!(
+        "SET vhnsw.ef_search = {ef};
+         CREATE TEMP TABLE IF NOT EXISTS queries AS {q};",
+        q = rows_sql(900_001, 900_040, 7)
+    ))
+    .expect("queries");
+    let approx = format!(
+        "SELECT array(SELECT t.id FROM {table} t ORDER BY t.v {op} q.v LIMIT 10) FROM queries q ORDER BY q.id"
+    );
+    c.batch_execute("SET enable_seqscan = off").expect("set");
+    let found: Vec<Vec<i32>> = c
+        .query(&approx, &[])
+        .expect("approx")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    c.batch_execute("RESET enable_seqscan; SET enable_indexscan = off")
+        .expect("set");
+    let truth: Vec<Vec<i32>> = c
+        .query(&approx, &[])
+        .expect("exact")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    c.batch_execute("RESET enable_indexscan; RESET vhnsw.ef_search")
+        .expect("reset");
+    support::recall(&found, &truth)
+}
+
+fn check(c: &mut postgres::Client, index: &str) {
+    let problems: String = one(c, &format!("SELECT vhnsw_check('{index}')"));
+    assert_eq!(problems, "", "{index}");
+}
+
+#[test]
+fn vacuum_after_deleting_half_keeps_recall_under_every_metric() {
+    let cluster = quiet_cluster("vacuum-metrics");
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(&format!(
+        "CREATE TABLE t AS {rows}; ALTER TABLE t ADD PRIMARY KEY (id)",
+        rows = rows_sql(1, 8_000, 0)
+    ))
+    .expect("table");
+    for (opclass, op) in [
+        ("vector_l2_ops", "<->"),
+        ("vector_cosine_ops", "<=>"),
+        ("vector_ip_ops", "<#>"),
+        ("vector_l1_ops", "<+>"),
+    ] {
+        c.batch_execute(&format!(
+            "CREATE INDEX t_idx ON t USING vhnsw (v {opclass});
+             DELETE FROM t WHERE hashint4(id) % 2 = 0;"
+        ))
+        .expect("delete");
+        c.batch_execute("VACUUM t").expect("vacuum");
+        check(&mut c, "t_idx");
+        let deleted: i64 = one(
+            &mut c,
+            "SELECT (vhnsw_stats('t_idx') ->> 'deleted_nodes')::bigint",
+        );
+        assert_eq!(deleted, 0, "{opclass}: every deleted node freed");
+        let after = recall(&mut c, "t", op, 40);
+        c.batch_execute("REINDEX INDEX t_idx").expect("reindex");
+        let fresh = recall(&mut c, "t", op, 40);
+        eprintln!("{opclass}: recall@10 at ef 40 after VACUUM {after:.3}, fresh build {fresh:.3}");
+        assert!(
+            after >= fresh - 0.03,
+            "{opclass}: {after} after VACUUM, {fresh} rebuilt"
+        );
+        // The rows come back for the next metric.
+        c.batch_execute(&format!(
+            "DROP INDEX t_idx;
+             INSERT INTO t SELECT * FROM ({rows}) r WHERE hashint4(id) % 2 = 0;",
+            rows = rows_sql(1, 8_000, 0)
+        ))
+        .expect("restore");
+    }
+}
+
+#[test]
+fn recall_holds_over_rounds_of_updates() {
+    let cluster = quiet_cluster("update-rounds");
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(&format!(
+        "CREATE TABLE t AS {rows}; ALTER TABLE t ADD PRIMARY KEY (id);
+         CREATE INDEX t_idx ON t USING vhnsw (v vector_l2_ops);",
+        rows = rows_sql(1, 10_000, 0)
+    ))
+    .expect("table");
+    for round in 1..=10 {
+        // A tenth of the rows get new vectors (another row's, moved).
+        c.batch_execute(&format!(
+            "UPDATE t SET v = n.v FROM ({rows}) n
+              WHERE n.id = t.id AND hashint4(t.id + {round} * 1000003) % 10 = 0",
+            rows = rows_sql(1, 10_000, round * 13)
+        ))
+        .expect("update round");
+        c.batch_execute("VACUUM t").expect("vacuum");
+        let pending: i64 = one(
+            &mut c,
+            "SELECT (vhnsw_stats('t_idx') ->> 'pending')::bigint",
+        );
+        assert_eq!(pending, 0, "VACUUM merges the pending list");
+    }
+    check(&mut c, "t_idx");
+    let after = recall(&mut c, "t", "<->", 40);
+    c.batch_execute("REINDEX INDEX t_idx").expect("reindex");
+    let fresh = recall(&mut c, "t", "<->", 40);
+    eprintln!("recall@10 at ef 40 after 10 update rounds {after:.3}, fresh build {fresh:.3}");
+    assert!(
+        after >= fresh - 0.01,
+        "{after} after 10 rounds, {fresh} rebuilt"
+    );
+}
+
+#[test]
+fn a_cancelled_vacuum_leaves_a_sound_index() {
+    let cluster = quiet_cluster("vacuum-cancel");
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(&format!(
+        "CREATE TABLE t AS {rows}; ALTER TABLE t ADD PRIMARY KEY (id);
+         CREATE INDEX t_idx ON t USING vhnsw (v vector_l2_ops);",
+        rows = rows_sql(1, 20_000, 0)
+    ))
+    .expect("table");
+    // Cancels at growing times: each lands somewhere else in the bulk
+    // delete, the merge, the consolidation or the freeing of slots.
+    let mut cancelled = 0;
+    for (i, ms) in [5, 20, 40, 80, 120, 200, 300, 450, 700].iter().enumerate() {
+        c.batch_execute(&format!(
+            "DELETE FROM t WHERE hashint4(id + {i}) % 5 = 0;
+             INSERT INTO t SELECT id + 100000 * ({i} + 1), v FROM ({rows}) r WHERE id % 50 = 0;",
+            rows = rows_sql(1, 20_000, 3)
+        ))
+        .expect("changes");
+        c.batch_execute(&format!("SET statement_timeout = '{ms}ms'"))
+            .expect("timeout");
+        if c.batch_execute("VACUUM t").is_err() {
+            cancelled += 1;
+        }
+        c.batch_execute("RESET statement_timeout").expect("reset");
+        check(&mut c, "t_idx");
+        // Every row is found by its own vector.
+        let lost: i64 = one(
+            &mut c,
+            "SELECT count(*) FROM (SELECT id, v FROM t ORDER BY id LIMIT 300) s
+              WHERE s.id <> ALL (ARRAY(SELECT t.id FROM t WHERE t.v <^> 100 ORDER BY t.v <-> s.v LIMIT 3))",
+        );
+        if lost > 0 {
+            let detail: String = one(
+                &mut c,
+                "SELECT string_agg(format('%s: %s', s.id, ARRAY(SELECT t.id || '@' || round((t.v <-> s.v)::numeric, 4) FROM t WHERE t.v <^> 100 ORDER BY t.v <-> s.v LIMIT 3)), '; ')
+                   FROM (SELECT id, v FROM t ORDER BY id LIMIT 300) s
+                  WHERE s.id <> ALL (ARRAY(SELECT t.id FROM t WHERE t.v <^> 100 ORDER BY t.v <-> s.v LIMIT 3))",
+            );
+            let stats: String = one(&mut c, "SELECT vhnsw_stats('t_idx')::text");
+            panic!("after a VACUUM cancelled at {ms} ms: {detail}\n{stats}");
+        }
+    }
+    eprintln!("{cancelled} of 9 VACUUMs cancelled part-way");
+    assert!(cancelled >= 3, "only {cancelled} cancels landed");
+    c.batch_execute("VACUUM t").expect("a whole VACUUM");
+    check(&mut c, "t_idx");
+    let deleted: i64 = one(
+        &mut c,
+        "SELECT (vhnsw_stats('t_idx') ->> 'deleted_nodes')::bigint",
+    );
+    assert_eq!(deleted, 0);
+}
+
+#[test]
+fn a_merge_of_many_rows_into_a_small_graph_leaves_every_node_reachable() {
+    let cluster = quiet_cluster("big-merge");
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(
+        "CREATE TABLE t AS SELECT i AS id, ARRAY(SELECT random() * 2 - 1 + i * 0 FROM generate_series(1, 64))::vector(64) AS v
+           FROM generate_series(1, 2000) i;
+         CREATE INDEX t_idx ON t USING vhnsw (v vector_l2_ops);
+         INSERT INTO t SELECT i, ARRAY(SELECT random() * 2 - 1 + i * 0 FROM generate_series(1, 64))::vector(64)
+           FROM generate_series(2001, 32000) i;",
+    )
+    .expect("rows");
+    let merged: i64 = one(&mut c, "SELECT vhnsw_merge('t_idx')");
+    assert_eq!(merged, 30_000);
+    check(&mut c, "t_idx");
+    let lost: i64 = one(
+        &mut c,
+        "SELECT count(*) FROM t s
+          WHERE s.id % 32 = 0
+            AND s.id <> ALL (ARRAY(SELECT t.id FROM t WHERE t.v <^> 40 ORDER BY t.v <-> s.v LIMIT 1))",
+    );
+    assert_eq!(lost, 0, "rows (1 in 32) their own vector does not find");
+}
+
+#[test]
+fn the_merge_worker_never_releases_a_lock_it_does_not_hold() {
+    support::require_vdb();
+    // The worker merging often, while a session holds the graph lock in
+    // long merges of its own: the worker finds it busy again and again.
+    let cluster = Cluster::start(
+        "lock-busy",
+        &[
+            "vhnsw.merge_naptime = '10ms'",
+            "vhnsw.merge_batch_size = 200",
+        ],
+    );
+    let mut c = cluster.connect("postgres");
+    c.batch_execute(
+        "CREATE EXTENSION vdb;
+         CREATE TABLE t (id serial, v vector(16));
+         CREATE INDEX t_idx ON t USING vhnsw (v vector_l2_ops);",
+    )
+    .expect("table");
+    let mut busy = 0;
+    for _ in 0..20 {
+        c.batch_execute(
+            "INSERT INTO t (v) SELECT ARRAY(SELECT random() + i * 0 FROM generate_series(1, 16))::vector(16)
+               FROM generate_series(1, 500) i",
+        )
+        .expect("insert");
+        let merged: i64 = one(&mut c, "SELECT vhnsw_merge('t_idx')");
+        busy += merged;
+    }
+    assert!(busy > 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, "t_idx");
+    let log = cluster.log();
+    assert!(
+        !log.contains("you don't own a lock"),
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("own a lock"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
