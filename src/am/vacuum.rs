@@ -127,9 +127,26 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     }
     merge_pending(index);
     {
+        let started = std::time::Instant::now();
+        let threads = crate::threads::maintenance_threads();
         let mut graph = or_raise(GraphWriter::open(GraphLock::acquire(index)));
-        or_raise(graph.repair_deleted(crate::threads::maintenance_threads()));
-        graph.link_unreachable();
+        let done = or_raise(graph.repair_deleted(threads));
+        let linked = graph.link_unreachable();
+        // SAFETY: info is valid for the call.
+        let verbose = unsafe { (*info).message_level } >= pg_sys::INFO as i32;
+        let line = format!(
+            "vhnsw index \"{}\": {} removed nodes unlinked and their slots freed, {} lists refilled from their neighbours and {} searched again on {threads} threads, {linked} unreachable nodes relinked, in {:.2} s",
+            index.name(),
+            done.freed,
+            done.consolidated,
+            done.searched,
+            started.elapsed().as_secs_f64()
+        );
+        if verbose {
+            pgrx::info!("{line}");
+        } else {
+            pgrx::debug2!("{line}");
+        }
     }
     let had_stats = !stats.is_null();
     let stats = stats_or_new(stats);

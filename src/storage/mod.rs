@@ -34,4 +34,15 @@ impl Index {
     pub fn raw(self) -> pg_sys::Relation {
         self.0
     }
+
+    /// The index's name, for messages.
+    pub fn name(self) -> String {
+        // SAFETY: an open relation has its pg_class row in rd_rel; relname
+        // is a NUL-terminated NameData.
+        unsafe {
+            std::ffi::CStr::from_ptr((*(*self.0).rd_rel).relname.data.as_ptr())
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
 }

@@ -180,6 +180,17 @@ fn cache_budget() -> usize {
     setting.min(1 << 30)
 }
 
+/// What a VACUUM's repair did, for `VACUUM VERBOSE`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Repaired {
+    /// Slots of removed nodes put on the free list.
+    pub freed: usize,
+    /// Lists refilled from the removed nodes' own lists.
+    pub consolidated: usize,
+    /// Nodes whose lists needed a search instead.
+    pub searched: usize,
+}
+
 /// The graph opened for changes, with the lock that allows them.
 pub struct GraphWriter {
     pub(super) graph: PageGraph,
@@ -674,8 +685,8 @@ impl GraphWriter {
     /// less than half their length are redone by a search
     /// ([`vdb_core::hnsw::repair::repair_removed`]). A removed entry point
     /// is replaced by the highest live node before any slot is freed.
-    /// Returns the slots freed.
-    pub fn repair_deleted(&mut self, threads: usize) -> SqlResult<usize> {
+    /// Returns what it did.
+    pub fn repair_deleted(&mut self, threads: usize) -> SqlResult<Repaired> {
         let n = self.node_count();
         let mut gone = vec![false; n as usize];
         let mut live_top: Option<(u8, NodeId)> = None;
@@ -695,9 +706,14 @@ impl GraphWriter {
         }
         let freed: Vec<NodeId> = (0..n).filter(|&i| gone[i as usize]).collect();
         if freed.is_empty() {
-            return Ok(0);
+            return Ok(Repaired::default());
         }
-        let searched = self.consolidate(&gone, threads)?;
+        let (consolidated, searched) = self.consolidate(&gone, threads)?;
+        let mut report = Repaired {
+            freed: freed.len(),
+            consolidated,
+            searched: searched.len(),
+        };
         let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
         vdb_core::hnsw::repair::repair_removed(
             self,
@@ -760,7 +776,8 @@ impl GraphWriter {
             batch.commit();
             self.graph.meta = meta;
         }
-        Ok(freed.len())
+        report.freed = freed.len();
+        Ok(report)
     }
 
     /// Refills every list of a live node that names a node `gone` marks,
@@ -770,8 +787,9 @@ impl GraphWriter {
     /// threads and written here, one WAL record each (like any list
     /// change: a crash between two leaves every list whole, and a removed
     /// node still links onwards until its slot is freed). Returns the
-    /// nodes whose lists it handed back for a search.
-    fn consolidate(&self, gone: &[bool], threads: usize) -> SqlResult<Vec<NodeId>> {
+    /// lists it refilled, and the nodes whose lists it handed back for a
+    /// search.
+    fn consolidate(&self, gone: &[bool], threads: usize) -> SqlResult<(usize, Vec<NodeId>)> {
         use vdb_core::hnsw::consolidate::{
             candidates, refill_damaged, Copied, Damaged, RemovedLists,
         };
@@ -847,8 +865,9 @@ impl GraphWriter {
                 }
             }
         }
+        let refilled = damaged.len() - searched.len();
         searched.dedup();
-        Ok(searched)
+        Ok((refilled, searched))
     }
 
     /// Links every live node that no path reaches (after bulk changes).
