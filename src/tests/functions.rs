@@ -155,7 +155,8 @@ mod tests {
              WHERE p.pronamespace <> 'tests'::regnamespace AND p.prokind = 'f'
                AND p.prorettype <> 'index_am_handler'::regtype ";
         let inspection = "p.proname IN ('vhnsw_check_one', 'vhnsw_stats_text', 'vhnsw_search_sql',
-             'vhnsw_require', 'vhnsw_partitioned', 'vhnsw_leaf_indexes', 'vhnsw_placements', 'vhnsw_distributed')";
+             'vhnsw_require', 'vhnsw_partitioned', 'vhnsw_leaf_indexes', 'vhnsw_placements', 'vhnsw_distributed',
+             'vhnsw_stats_sum')";
         // Change an index, or run commands on Citus's nodes.
         let writers =
             "p.proname IN ('vhnsw_merge', 'vhnsw_merge_one', 'vhnsw_check', 'vhnsw_stats',
