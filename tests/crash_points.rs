@@ -118,6 +118,12 @@ fn a_crash_inside_vacuum_cleanup_keeps_the_index_answering() {
             "VACUUM t",
         );
         all_found_and_clean(&mut c, &format!("after the failed VACUUM{mode}"));
+        // New rows take the freed slots, most at level 0: no node still
+        // waiting to be freed may name one at a higher level.
+        insert(&mut c, DIMS, 3001, 300);
+        c.batch_execute("SELECT vhnsw_merge('t_cos'), vhnsw_merge('t_l2')")
+            .expect("merge into freed slots");
+        all_found_and_clean(&mut c, &format!("after reusing the freed slots{mode}"));
         let ten: i64 = support::one(
             &mut c,
             "SELECT count(*) FROM (SELECT id FROM t ORDER BY v <=> (SELECT v FROM t WHERE id = 1) LIMIT 10) s",

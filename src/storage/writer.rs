@@ -736,6 +736,19 @@ impl GraphWriter {
                 live_top.map_or((NO_NODE, 0), |(l, node)| (node, u32::from(l)));
             self.write_meta();
         }
+        // No live list names them now, but they still name each other:
+        // emptied first, all of them, so that a crash part-way through the
+        // freeing below leaves no node still waiting to be freed that names
+        // a slot already reused (at another level, by then).
+        for (k, &node) in freed.iter().enumerate() {
+            if k % 64 == 0 {
+                pgrx::check_for_interrupts!();
+            }
+            for level in 0..=self.header(node).level {
+                self.update_neighbors(node, level, &mut |current| current.clear());
+            }
+        }
+        failpoint::hit("repair_emptied");
         // Nothing points to them now: onto the free list, each slot with
         // the free-list head in one record, and its overflow pages (if
         // any) onto theirs in the same record.
@@ -796,6 +809,14 @@ impl GraphWriter {
         /// Lists per batch: bounds the vectors copied at once.
         const BATCH: usize = 8192;
         let is_gone = |x: NodeId| gone.get(x as usize).copied().unwrap_or(true);
+        // Levels, read here: a candidate for a level-L list must reach
+        // level L (a removed node's list may be stale).
+        let levels: Vec<Option<u8>> = (0..self.node_count())
+            .map(|n| {
+                let h = self.header(n);
+                (h.flags & NODE_IN_USE != 0).then_some(h.level)
+            })
+            .collect();
         let mut removed = RemovedLists::new();
         let mut damaged = Vec::new();
         let mut list = Vec::new();
@@ -825,7 +846,16 @@ impl GraphWriter {
         let mut searched = Vec::new();
         for batch in damaged.chunks(BATCH) {
             let found = pool.map(batch.len(), |i| {
-                candidates(&batch[i], &removed, &is_gone, params.ef_construction)
+                let d = &batch[i];
+                let mut c = candidates(d, &removed, &is_gone, params.ef_construction);
+                c.retain(|&x| {
+                    levels
+                        .get(x as usize)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|l| l >= d.level)
+                });
+                c
             });
             let copied = Copied::of(
                 self,
