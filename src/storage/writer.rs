@@ -58,12 +58,14 @@
 //!   A crash in between leaves dead TIDs that the next VACUUM removes
 //!   again, never a live one lost, and never a deleted node with TIDs.
 //! - **Freeing deleted nodes** ([`GraphWriter::repair_deleted`]): (1)
-//!   every list pointing at them is redone (records per list); (2) if
-//!   the entry point goes, the metapage names a live one; (3) each slot
+//!   every live list pointing at them is redone (a record per list); (2)
+//!   if the entry point goes, the metapage names a live one; (3) every
+//!   deleted node's own lists are emptied (a record per list), so that no
+//!   node waiting to be freed names a slot freed before it; (4) each slot
 //!   goes onto the free list in one record with the metapage (slot header
 //!   and free-list head together), its overflow chain spliced onto the
 //!   free overflow list in the same record (the chain's last page). (2)
-//!   and (3) wait for the scans that are starting ([`ScanLock`]), so none
+//!   to (4) wait for the scans that are starting ([`ScanLock`]), so none
 //!   starts from a freed entry point; freed overflow pages wait for every
 //!   older snapshot to end before reuse, so a scan that read the node
 //!   before never follows its chain into another node's TIDs.
