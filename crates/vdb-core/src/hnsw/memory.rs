@@ -441,6 +441,22 @@ mod tests {
             .collect()
     }
 
+    /// As VACUUM does: a removed entry point gives way to the highest
+    /// live node.
+    fn move_entry_off(g: &MemoryGraph, gone: &dyn Fn(NodeId) -> bool) {
+        let entry = g.entry().expect("entry");
+        if gone(entry.node) {
+            let top = (0..g.len() as NodeId)
+                .filter(|&n| !gone(n))
+                .max_by_key(|&n| (g.level(n), std::cmp::Reverse(n)))
+                .expect("a live node");
+            *g.entry.write() = Some(Entry {
+                node: top,
+                level: g.level(top),
+            });
+        }
+    }
+
     fn recall_over(
         g: &MemoryGraph,
         queries: &[Vec<f32>],
@@ -563,17 +579,7 @@ mod tests {
             &gone,
             &mut |_| {},
         );
-        let entry = g.entry().expect("entry");
-        if gone(entry.node) {
-            let top = (0..n)
-                .filter(|&x| !gone(x))
-                .max_by_key(|&x| (g.level(x), std::cmp::Reverse(x)))
-                .expect("a live node");
-            *g.entry.write() = Some(Entry {
-                node: top,
-                level: g.level(top),
-            });
-        }
+        move_entry_off(&g, &gone);
         let after = recall_over(&g, &queries, &|x| !gone(x), 40);
         let kept: Vec<Vec<f32>> = data
             .iter()
@@ -614,17 +620,7 @@ mod tests {
             &gone,
             &mut |_| {},
         );
-        let entry = g.entry().expect("entry");
-        if gone(entry.node) {
-            let top = (0..g.len() as NodeId)
-                .filter(|&n| !gone(n))
-                .max_by_key(|&n| (g.level(n), std::cmp::Reverse(n)))
-                .expect("a live node");
-            *g.entry.write() = Some(Entry {
-                node: top,
-                level: g.level(top),
-            });
-        }
+        move_entry_off(&g, &gone);
         let mut list = Vec::new();
         for n in (0..g.len() as NodeId).filter(|&n| !gone(n)) {
             for level in 0..=g.level(n) {
