@@ -135,8 +135,8 @@ fn concurrent_writes_searches_merges_and_vacuum() {
         "concurrency",
         &[
             "vhnsw.merge_naptime = '50ms'",
-            "vhnsw.pending_list_limit = 300",
-            "vhnsw.pending_list_hard_limit = 1500",
+            "vhnsw.pending_list_limit = '24kB'",
+            "vhnsw.pending_list_hard_limit = '128kB'",
             "vhnsw.merge_batch_size = 200",
             "autovacuum_naptime = '2s'",
             "autovacuum_vacuum_threshold = 500",

@@ -239,7 +239,7 @@ fn committed_rows_survive_repeated_crashes_during_inserts_and_merges() {
         "crashloop",
         &[
             "vhnsw.merge_naptime = '50ms'",
-            "vhnsw.pending_list_limit = 200",
+            "vhnsw.pending_list_limit = '16kB'",
             "vhnsw.merge_batch_size = 100",
             "checkpoint_timeout = '30s'",
         ],

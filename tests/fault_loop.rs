@@ -638,7 +638,7 @@ fn committed_rows_survive_sigkill_during_writes_merges_and_vacuum() {
             "log_line_prefix = '%m [%p] %b '",
             "vhnsw.merge_naptime = '20ms'",
             "vhnsw.merge_batch_size = 50",
-            "vhnsw.pending_list_limit = 100",
+            "vhnsw.pending_list_limit = '8kB'",
             "jit = off",
         ],
     );

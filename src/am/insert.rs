@@ -4,7 +4,7 @@
 //! The append locks only the tail page of the list. An append that starts
 //! the list or a new page of it asks for a merge worker (see
 //! [`super::worker`]); when the list reaches
-//! `vhnsw.pending_list_hard_limit` the inserting backend merges a batch
+//! `vhnsw.pending_list_hard_limit` in size the inserting backend merges a batch
 //! itself before returning (back-pressure: nothing is ever dropped).
 
 use super::columns::Columns;
@@ -88,7 +88,7 @@ unsafe fn insert(index: Index, value: pg_sys::Datum, words: &[u64], tid: Tid) ->
             words,
         },
     )?;
-    if appended.estimate >= pending_hard_limit() {
+    if appended.bytes >= pending_hard_limit() {
         // Back-pressure: this backend merges a batch before returning.
         merge_batch(index, merge_batch_size(), LockMode::Wait)?;
     }

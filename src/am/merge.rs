@@ -1,9 +1,10 @@
 //! Moving pending entries into the graph, in batches.
 //!
-//! A batch takes the graph lock, draws up to `vhnsw.merge_batch_size`
-//! entries from the whole pending list (rows arrive grouped, and HNSW
-//! links grouped arrivals poorly: see [`pending::collect`]), shuffles
-//! them, and inserts each one: the WAL record that publishes
+//! A batch takes the graph lock, takes up to `vhnsw.merge_batch_size`
+//! entries, the oldest half and a sample of the whole pending list (rows
+//! arrive grouped, and HNSW links grouped arrivals poorly; pages are
+//! recycled only once all their entries are done: see
+//! [`pending::collect`]), shuffles them, and inserts each one: the WAL record that publishes
 //! its node (or adds its TID to an identical node) also flags the entry
 //! merged, so a crash anywhere leaves every row in exactly one place.
 //! Fully merged pages are then recycled.
@@ -37,6 +38,8 @@ pub struct Merged {
     pub entries: usize,
     /// Upper bound of entries still pending afterwards.
     pub remaining: usize,
+    /// Bytes of the pages the list spans afterwards (what every scan reads).
+    pub remaining_bytes: usize,
     /// The graph lock was taken by someone else (Skip mode only).
     pub busy: bool,
 }
@@ -55,10 +58,12 @@ pub fn merge_batch(index: Index, max: usize, mode: LockMode) -> SqlResult<Merged
     let mut graph = GraphWriter::open(lock)?;
     let entries = merge_into(&mut graph, index, max)?;
     drop(graph);
-    let remaining = pending::estimate(&read_meta(index)?);
+    let meta = read_meta(index)?;
+    let remaining = pending::estimate(&meta);
     Ok(Merged {
         entries,
         remaining,
+        remaining_bytes: pending::bytes(&meta),
         busy: false,
     })
 }

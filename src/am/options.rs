@@ -46,17 +46,21 @@ pub enum IterativeScan {
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
     GucSetting::<IterativeScan>::new(IterativeScan::StrictOrder);
 
-/// `vhnsw.pending_list_limit`: pending entries above which a merge worker
-/// keeps merging batch after batch instead of napping between them.
+/// `vhnsw.pending_list_limit` (kB): a pending list larger than this keeps
+/// the merge worker merging batch after batch instead of napping between
+/// them.
 ///
 /// This and the three settings below shape work every session shares (the
 /// merge worker, back-pressure on inserts), so only a superuser (or
 /// `ALTER SYSTEM`, `ALTER DATABASE`) may change them.
-pub static PENDING_LIST_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(4_000);
+pub static PENDING_LIST_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(512);
 
-/// `vhnsw.pending_list_hard_limit`: pending entries at which inserting
-/// backends merge a batch themselves before returning.
-pub static PENDING_LIST_HARD_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(64_000);
+/// `vhnsw.pending_list_hard_limit` (kB): the pending-list size at which
+/// inserting backends merge a batch themselves before returning. Every
+/// query reads the whole list at exact distances, so this bounds what
+/// pending rows add to each query (about a quarter of a 384-d query's
+/// own cost at 2 MB) and the pages the list holds.
+pub static PENDING_LIST_HARD_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2_048);
 
 /// `vhnsw.merge_batch_size`: entries one merge batch moves into the graph.
 pub static MERGE_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2_000);
@@ -124,23 +128,23 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"vhnsw.pending_list_limit",
-        c"Sets the pending-list length above which a merge worker merges without napping.",
+        c"Sets the pending-list size above which a merge worker merges without napping.",
         c"Scans read the whole pending list, so a longer list makes queries slower.",
         &PENDING_LIST_LIMIT,
-        1,
-        i32::MAX,
+        PENDING_LIMIT_MIN_KB,
+        PENDING_LIMIT_MAX_KB,
         GucContext::Suset,
-        GucFlags::default(),
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
         c"vhnsw.pending_list_hard_limit",
-        c"Sets the pending-list length at which inserts merge a batch themselves.",
-        c"Back-pressure: an insert into a list this long waits for a merge batch instead of growing it.",
+        c"Sets the pending-list size at which inserts merge a batch themselves.",
+        c"Back-pressure: an insert into a list this large waits for a merge batch instead of growing it.",
         &PENDING_LIST_HARD_LIMIT,
-        1,
-        i32::MAX,
+        PENDING_LIMIT_MIN_KB,
+        PENDING_LIMIT_MAX_KB,
         GucContext::Suset,
-        GucFlags::default(),
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
         c"vhnsw.merge_batch_size",
@@ -352,12 +356,19 @@ pub fn max_scan_tuples() -> usize {
     MAX_SCAN_TUPLES.get().max(1) as usize
 }
 
+/// One page: a list is never smaller.
+const PENDING_LIMIT_MIN_KB: i32 = 8;
+/// As `gin_pending_list_limit`'s largest.
+const PENDING_LIMIT_MAX_KB: i32 = i32::MAX / 1024;
+
+/// `vhnsw.pending_list_limit` in bytes.
 pub fn pending_limit() -> usize {
-    PENDING_LIST_LIMIT.get().max(1) as usize
+    PENDING_LIST_LIMIT.get().max(PENDING_LIMIT_MIN_KB) as usize * 1024
 }
 
+/// `vhnsw.pending_list_hard_limit` in bytes.
 pub fn pending_hard_limit() -> usize {
-    PENDING_LIST_HARD_LIMIT.get().max(1) as usize
+    PENDING_LIST_HARD_LIMIT.get().max(PENDING_LIMIT_MIN_KB) as usize * 1024
 }
 
 pub fn merge_batch_size() -> usize {

@@ -344,12 +344,13 @@ impl Search {
         // read. Either way a committed row is found by the very next query.
         let mut pending = Vec::new();
         if dims != 0 {
-            let mut seen = HashSet::new();
             let mut words = Vec::new();
-            pending::for_each(index, EntryShape::of(&meta), |row| {
-                if !pending::is_live(row.flags) || !seen.insert(row.tid) {
-                    return;
-                }
+            pending::walk(index, EntryShape::of(&meta), |visit| {
+                let row = match visit {
+                    pending::Visit::Row(row) if pending::is_live(row.flags) => row,
+                    pending::Visit::Row(_) => return,
+                    pending::Visit::Restart => return pending.clear(),
+                };
                 if let Some(f) = &filter {
                     row.words_into(&mut words);
                     if !f.matches(&words) {

@@ -159,7 +159,7 @@ fn launch(db: u32, index: u32) {
 
 /// What one batch in a worker found.
 enum Step {
-    /// More to merge; the estimate of what is left.
+    /// More to merge; the estimate of what is left, in bytes.
     More(usize),
     /// The list is empty.
     Empty,
@@ -194,7 +194,7 @@ fn merge_step(index_oid: pg_sys::Oid) -> Step {
         match merge_batch(index, merge_batch_size(), LockMode::Skip) {
             Ok(m) if m.busy => Step::Busy,
             Ok(m) if m.entries == 0 || m.remaining == 0 => Step::Empty,
-            Ok(m) => Step::More(m.remaining),
+            Ok(m) => Step::More(m.remaining_bytes),
             Err(e) => crate::fmgr::raise(e),
         }
     })
@@ -210,7 +210,8 @@ fn withdraw_request(index_oid: pg_sys::Oid) -> Step {
 fn pending_now(index_oid: pg_sys::Oid) -> Step {
     with_open_index(index_oid, |index| {
         let live = read_meta(index).and_then(|meta| {
-            pending::live_count(index, crate::storage::layout::EntryShape::of(&meta))
+            let shape = crate::storage::layout::EntryShape::of(&meta);
+            Ok(pending::live_count(index, shape)? * shape.size())
         });
         match live {
             Ok(0) => Step::Empty,

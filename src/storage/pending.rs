@@ -72,6 +72,8 @@ pub struct Appended {
     pub new_page: bool,
     /// Entries in the list, at most (whole pages between head and tail).
     pub estimate: usize,
+    /// Bytes of the pages the list spans (see [`bytes`]).
+    pub bytes: usize,
     /// This append started the list or a page of it and no merge-worker
     /// request stands: the caller asks for one (see [`claim_request`]).
     pub ask_worker: bool,
@@ -106,6 +108,17 @@ pub fn withdraw_request(rel: Index) {
     meta.merge_requested = 0;
     put_meta(batch.bytes_mut(m), &meta);
     batch.commit();
+}
+
+/// Bytes of the pages the list spans, from the metapage: what every scan
+/// reads, and what the list holds of the relation (a page is recycled
+/// only once every entry on it is done).
+pub fn bytes(meta: &Meta) -> usize {
+    if meta.pending_head == INVALID_BLOCK {
+        return 0;
+    }
+    let pages = meta.next_pending_seq.wrapping_sub(meta.pending_head_seq) as usize;
+    pages * pg_sys::BLCKSZ as usize
 }
 
 /// Upper bound of the entries in the list, from the metapage.
@@ -205,6 +218,7 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
                 was_empty: true,
                 new_page: true,
                 estimate: 1,
+                bytes: bytes(&meta),
                 ask_worker,
             });
         }
@@ -244,6 +258,7 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
                 was_empty,
                 new_page: false,
                 estimate: estimate(&meta),
+                bytes: bytes(&meta),
                 ask_worker,
             });
         }
@@ -265,22 +280,45 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
             was_empty,
             new_page: true,
             estimate: estimate(&meta),
+            bytes: bytes(&meta),
             ask_worker,
         });
     }
     Err(chain_error("pending list", META_BLOCK))
 }
 
+/// What [`walk`] hands its callback.
+pub enum Visit<'a> {
+    Row(Row<'a>),
+    /// The list moved under the reader (a page recycled): the walk starts
+    /// over from the new head, and what it handed out so far is to be
+    /// forgotten.
+    Restart,
+}
+
 /// Calls `f` with every entry of the list, page by page under a share
-/// lock. If the list moves under the reader (a page recycled), it starts
-/// over from the new head: `f` may see an entry twice, and callers keep
-/// what they need by TID.
+/// lock. If the list moves under the reader, it starts over from the new
+/// head: `f` may see an entry twice, and callers keep what they need by
+/// TID (or use [`walk`], which says when it starts over).
 pub fn for_each(rel: Index, shape: EntryShape, mut f: impl FnMut(Row<'_>)) -> SqlResult<()> {
+    walk(rel, shape, |visit| {
+        if let Visit::Row(row) = visit {
+            f(row);
+        }
+    })
+}
+
+/// [`for_each`] that tells `f` when it starts over, so that a reader
+/// which keeps every entry (a scan) needs no set of those already seen.
+pub fn walk(rel: Index, shape: EntryShape, mut f: impl FnMut(Visit<'_>)) -> SqlResult<()> {
     let mut restarts = 0;
     'restart: loop {
         restarts += 1;
         if restarts > MAX_RESTARTS {
             return Err(chain_error("pending list", META_BLOCK));
+        }
+        if restarts > 1 {
+            f(Visit::Restart);
         }
         pgrx::check_for_interrupts!();
         let meta = read_meta(rel)?;
@@ -314,14 +352,14 @@ pub fn for_each(rel: Index, shape: EntryShape, mut f: impl FnMut(Row<'_>)) -> Sq
                 let at = entry_offset(shape, slot);
                 let entry = layout::read::<PendingEntry>(payload, at);
                 let words = at + shape.words_offset();
-                f(Row {
+                f(Visit::Row(Row {
                     at: EntryRef { block, slot },
                     tid: entry.tid,
                     vec: layout::slice::<f32>(payload, at + shape.vector_offset(), shape.dims),
                     aux: entry.aux,
                     flags: entry.flags,
                     words: &payload[words..words + 8 * shape.words],
-                });
+                }));
             }
             block = layout::opaque(bytes).next;
             seq = seq.wrapping_add(1);
@@ -330,33 +368,44 @@ pub fn for_each(rel: Index, shape: EntryShape, mut f: impl FnMut(Row<'_>)) -> Sq
     }
 }
 
-/// Up to `max` entries not yet merged nor dead, drawn uniformly from the
-/// whole list (a reservoir sample seeded with `seed`).
+/// Up to `max` entries not yet merged nor dead: the oldest, up to half
+/// of `max`, then a uniform sample of the rest of the list (a reservoir
+/// seeded with `seed`).
 ///
 /// Rows often arrive grouped (a bulk load in table order, one tenant or
 /// topic after another); merging them in arrival order builds an HNSW
 /// graph whose early groups barely link to later ones, and searches then
-/// miss whole groups. Drawing each batch from everything pending mixes
-/// them, as the random insertion order of `CREATE INDEX` does.
+/// miss whole groups. Drawing from everything pending mixes them, as the
+/// random insertion order of `CREATE INDEX` does. The oldest entries go
+/// first all the same: only a page with every entry done is recycled, and
+/// a list merged only at random keeps a few live entries on every page, so
+/// it would span ever more pages (each read by every scan, none returned
+/// for reuse) while the rows it holds stay few.
 pub fn collect(rel: Index, shape: EntryShape, max: usize, seed: u64) -> SqlResult<Vec<Item>> {
+    let oldest = max / 2;
     let mut items: Vec<Item> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // Live entries offered to the reservoir (after the oldest).
     let mut live = 0u64;
     let mut state = seed;
     for_each(rel, shape, |row| {
         if max == 0 || row.flags != 0 || !seen.insert(row.at) {
             return;
         }
-        live += 1;
-        let slot = if items.len() < max {
+        let slot = if items.len() < oldest {
             items.len()
         } else {
-            state = vdb_core::hnsw::splitmix64(state);
-            let j = (state % live) as usize;
-            if j >= max {
-                return;
+            live += 1;
+            if items.len() < max {
+                items.len()
+            } else {
+                state = vdb_core::hnsw::splitmix64(state);
+                let j = (state % live) as usize;
+                if j >= max - oldest {
+                    return;
+                }
+                oldest + j
             }
-            j
         };
         let item = Item {
             at: row.at,

@@ -63,8 +63,8 @@ mod tests {
         run("CREATE ROLE mallory");
         run("SET LOCAL ROLE mallory");
         for setting in [
-            "vhnsw.pending_list_limit = 10000",
-            "vhnsw.pending_list_hard_limit = 20000",
+            "vhnsw.pending_list_limit = '10MB'",
+            "vhnsw.pending_list_hard_limit = '20MB'",
             "vhnsw.merge_batch_size = 2000",
             "vhnsw.merge_naptime = '2s'",
         ] {
