@@ -143,6 +143,65 @@ fn a_background_worker_merges_committed_rows() {
     assert_eq!(check(&mut client), "");
 }
 
+/// Merge workers yield the CPU to queries: they run at the scheduling
+/// priority `vhnsw.merge_worker_nice` sets (the `nice` value in the
+/// kernel's record of the process).
+#[test]
+fn merge_workers_run_at_the_configured_priority() {
+    support::require_vdb();
+    let cluster = Cluster::start(
+        "nice",
+        &[
+            // The worker waits this long before its first batch: time to
+            // look at it.
+            "vhnsw.merge_naptime = '1h'",
+            "vhnsw.merge_worker_nice = 7",
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION vdb;
+             CREATE TABLE t (id int, v vector(3));
+             CREATE INDEX t_v_idx ON t USING vhnsw (v vector_l2_ops);
+             INSERT INTO t VALUES (1, '[1,2,3]');",
+        )
+        .expect("insert");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let pid: Option<i32> = client
+            .query_one(
+                "SELECT max(pid) FROM pg_stat_activity WHERE backend_type = 'vdb merge'",
+                &[],
+            )
+            .expect("activity")
+            .get(0);
+        if let Some(pid) = pid {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no merge worker started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // /proc/PID/stat: "pid (comm) state ..." with nice the 19th field;
+    // the fields after the command name start at the third. The worker
+    // shows in pg_stat_activity a moment before it sets its priority.
+    let nice = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+        let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+        let nice: i32 = after_comm
+            .split_whitespace()
+            .nth(16)
+            .and_then(|f| f.parse().ok())
+            .expect("nice field");
+        nice
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nice() != 7 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(nice(), 7);
+}
+
 #[test]
 fn with_vdb_preloaded_a_launcher_starts_the_merges() {
     support::require_vdb();

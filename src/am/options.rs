@@ -65,6 +65,16 @@ pub static PENDING_LIST_HARD_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2_0
 /// `vhnsw.merge_batch_size`: entries one merge batch moves into the graph.
 pub static MERGE_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 
+/// `vhnsw.merge_worker_nice`: the scheduling priority (as `nice`) merge
+/// workers run at, so that on a busy server queries go first; an insert
+/// that finds the list at the hard limit merges at its own priority.
+pub static MERGE_WORKER_NICE: GucSetting<i32> = GucSetting::<i32>::new(10);
+
+/// Most entries one batch of a merge worker takes: a worker running at a
+/// low priority holds the graph lock for a batch, and an insert under
+/// back-pressure waits for that lock.
+pub const WORKER_BATCH_MAX: usize = 256;
+
 /// `vhnsw.merge_naptime` (ms): how long a merge worker waits before its
 /// first batch, and between batches while the list is below the limit.
 pub static MERGE_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(500);
@@ -154,6 +164,16 @@ pub fn init() {
         1,
         1_000_000,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vhnsw.merge_worker_nice",
+        c"Sets the scheduling priority (nice value) of vdb merge workers.",
+        c"0 runs them as any backend; higher values leave the CPU to queries first. Applies to workers started after the change.",
+        &MERGE_WORKER_NICE,
+        0,
+        19,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -373,6 +393,10 @@ pub fn pending_hard_limit() -> usize {
 
 pub fn merge_batch_size() -> usize {
     MERGE_BATCH_SIZE.get().max(1) as usize
+}
+
+pub fn merge_worker_nice() -> i32 {
+    MERGE_WORKER_NICE.get().clamp(0, 19)
 }
 
 pub fn merge_naptime() -> std::time::Duration {

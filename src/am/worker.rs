@@ -16,7 +16,9 @@
 //! at once if another merger holds the index's graph lock.
 
 use super::merge::{merge_batch, LockMode};
-use super::options::{merge_batch_size, merge_naptime, pending_limit};
+use super::options::{
+    merge_batch_size, merge_naptime, merge_worker_nice, pending_limit, WORKER_BATCH_MAX,
+};
 use crate::storage::meta::read_meta;
 use crate::storage::{pending, Index};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
@@ -191,7 +193,11 @@ fn with_open_index(index_oid: pg_sys::Oid, f: impl FnOnce(Index) -> Step) -> Ste
 
 fn merge_step(index_oid: pg_sys::Oid) -> Step {
     with_open_index(index_oid, |index| {
-        match merge_batch(index, merge_batch_size(), LockMode::Skip) {
+        match merge_batch(
+            index,
+            merge_batch_size().min(WORKER_BATCH_MAX),
+            LockMode::Skip,
+        ) {
             Ok(m) if m.busy => Step::Busy,
             Ok(m) if m.entries == 0 || m.remaining == 0 => Step::Empty,
             Ok(m) => Step::More(m.remaining_bytes),
@@ -315,6 +321,15 @@ pub extern "C-unwind" fn vdb_merge_worker_main(arg: pg_sys::Datum) {
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
     let index_oid = pg_sys::Oid::from(arg.value() as u32);
+    // Background work yields to queries: the scheduler runs this process
+    // when backends at the normal priority leave a core idle. An insert
+    // that finds the list at the hard limit merges a batch itself, at its
+    // own priority, once this worker's short batch lets go of the lock.
+    // SAFETY: setpriority changes only this process's priority; a failure
+    // (not permitted) leaves it as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, merge_worker_nice());
+    }
     let tag = worker_lock(db, index_oid.to_u32());
     if !BackgroundWorker::transaction(|| try_lock(&tag, true)) {
         return; // another worker has this index
