@@ -68,13 +68,9 @@ mod tests {
             // 48 dimensions rotate into 64 coordinates, all coded.
             assert_eq!((stat("code_bits"), stat("code_dims")), (1, 64), "{opclass}");
             // Rows through the pending list into the graph: link-back
-            // re-codes the lists it changes. (Not under inner product:
-            // merging these longer vectors strands nodes of its graph,
-            // codes or not; issue 17.)
-            if op != "<#>" {
-                run("INSERT INTO cd SELECT id + 100000, v + (SELECT v FROM cd WHERE id = 1) FROM cd WHERE id % 3 = 0 AND id < 100000");
-                assert_eq!(one::<i64>("SELECT vhnsw_merge('cd_idx')"), 1_000);
-            }
+            // re-codes the lists it changes.
+            run("INSERT INTO cd SELECT id + 100000, v + (SELECT v FROM cd WHERE id = 1) FROM cd WHERE id % 3 = 0 AND id < 100000");
+            assert_eq!(one::<i64>("SELECT vhnsw_merge('cd_idx')"), 1_000);
             let problems = one::<String>("SELECT vhnsw_check('cd_idx')");
             assert_eq!(problems, "", "{opclass}");
             let r = recall("cd", op, &queries);
@@ -134,6 +130,83 @@ mod tests {
             let floor = if op == "<#>" { 0.75 } else { 0.9 };
             assert!(r >= floor, "{opclass}: recall {r}");
             run("DROP INDEX small_idx");
+        }
+    }
+
+    /// pgvector's build and insert recall case (its TAP tests 012 and
+    /// 013): 10,000 3-d rows of `random() * random()`, 20 queries,
+    /// LIMIT 20 at the default ef_search, then 1,000 rows more merged from
+    /// the pending list. Under inner product the selection heuristic used
+    /// to keep one or two links per node (one high-norm neighbour is
+    /// "closer" to every candidate than the base is): 8,508 of 10,000
+    /// nodes were unreachable and recall was 0.44.
+    #[pg_test]
+    fn every_metric_reaches_every_node_on_pgvectors_recall_case() {
+        run("SELECT setseed(0.12)");
+        run("CREATE TABLE rr (id int4, v vector(3))");
+        let row = "ARRAY[random() * random(), random() * random(), random() * random()]";
+        run(&format!(
+            "INSERT INTO rr SELECT i, {row} FROM generate_series(1, 10000) i"
+        ));
+        run("CREATE TABLE rr_q AS SELECT i AS id, ARRAY[random(), random(), random()]::vector(3) AS v FROM generate_series(1, 20) i");
+        let queries = query_vectors("rr_q", 20);
+        let recall20 = |op: &str| {
+            let sql = format!("SELECT id FROM rr ORDER BY v {op} $1::vector LIMIT 20");
+            let (mut hits, mut total) = (0, 0);
+            for q in &queries {
+                run("SET LOCAL enable_seqscan = off");
+                let approx = ids(&sql, std::slice::from_ref(q));
+                run("SET LOCAL enable_seqscan = on");
+                run("SET LOCAL enable_indexscan = off");
+                let exact = ids(&sql, std::slice::from_ref(q));
+                run("SET LOCAL enable_indexscan = on");
+                hits += exact.iter().filter(|id| approx.contains(id)).count();
+                total += exact.len();
+            }
+            hits as f64 / total as f64
+        };
+        // Under inner product recall at the default ef_search is what
+        // hnswlib reaches on such rows (0.87 at m 16; pgvector reaches 1.0,
+        // and 0.97 is its bar: issue 17 stays open on that); it is at
+        // pgvector's bar at ef_search 200.
+        for (opclass, op, min) in [
+            ("vector_l2_ops", "<->", 0.99),
+            ("vector_ip_ops", "<#>", 0.75),
+            ("vector_cosine_ops", "<=>", 0.99),
+            ("vector_l1_ops", "<+>", 0.99),
+        ] {
+            run(&format!(
+                "CREATE INDEX rr_idx ON rr USING vhnsw (v {opclass})"
+            ));
+            assert_eq!(
+                one::<String>("SELECT vhnsw_check('rr_idx')"),
+                "",
+                "{opclass} build"
+            );
+            let built = recall20(op);
+            assert!(built >= min, "{opclass}: recall@20 {built} after the build");
+            run(&format!(
+                "INSERT INTO rr SELECT i, {row} FROM generate_series(10001, 11000) i"
+            ));
+            assert_eq!(one::<i64>("SELECT vhnsw_merge('rr_idx')"), 1_000);
+            assert_eq!(
+                one::<String>("SELECT vhnsw_check('rr_idx')"),
+                "",
+                "{opclass} merge"
+            );
+            if op == "<#>" {
+                run("SET LOCAL vhnsw.ef_search = 200");
+                let wide = recall20(op);
+                assert!(wide >= 0.97, "{opclass}: recall@20 {wide} at ef_search 200");
+                run("RESET vhnsw.ef_search");
+            }
+            let merged = recall20(op);
+            assert!(
+                merged >= min,
+                "{opclass}: recall@20 {merged} after the merge"
+            );
+            run("DROP INDEX rr_idx");
+            run("DELETE FROM rr WHERE id > 10000");
         }
     }
 
@@ -201,7 +274,7 @@ mod tests {
         assert!(
             sql_error("SET vhnsw.ef_serch = 10").contains("invalid configuration parameter name")
         );
-        run("SET LOCAL vhnsw.ef_search = 100");
+        run("SET LOCAL vhnsw.ef_search = 200");
         assert_eq!(one::<String>("SHOW vhnsw.ef_search"), "100");
         assert_eq!(one::<String>("SHOW vhnsw.max_scan_tuples"), "20000");
         assert_eq!(

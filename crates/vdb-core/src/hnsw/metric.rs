@@ -187,6 +187,17 @@ impl Metric {
         Ok(Point { vec, aux })
     }
 
+    /// Whether neighbour selection fills lists with the candidates its
+    /// heuristic pruned (see [`super::select`]): under inner product,
+    /// whose "distance" from a point to itself is not the least, the
+    /// heuristic alone keeps one or two links per node.
+    pub fn keeps_pruned(self) -> bool {
+        matches!(
+            self,
+            Metric::InnerProduct | Metric::HalfInnerProduct | Metric::SparseInnerProduct
+        )
+    }
+
     /// The ranking distance between two prepared points.
     #[inline]
     pub fn distance(self, a: &[f32], a_aux: f32, b: &[f32], b_aux: f32) -> f32 {

@@ -5,6 +5,15 @@
 //! edges over directions instead of spending them all on one tight cluster,
 //! which is what keeps the graph navigable. Ties keep the candidate, so
 //! clusters of equal points stay connected.
+//!
+//! Under inner product the list is then filled to its bound with the
+//! nearest pruned candidates (the paper's `keepPrunedConnections`):
+//! one high-norm neighbour is "closer" to nearly every candidate than the
+//! base is, so the heuristic alone kept one or two links per node and
+//! most of the graph was unreachable. Other metrics keep the heuristic's
+//! sparser lists: filled ones cost them recall in filtered scans (a test
+//! filtering on a heap column fell to 0.66) and add distance work to
+//! every hop.
 
 use super::{Candidate, GraphStore, Metric, NodeId};
 
@@ -45,26 +54,34 @@ impl Gathered {
 }
 
 /// The heuristic over gathered rows: `order` lists (distance from the
-/// base, row) nearest first; returns the rows kept.
+/// base, row) nearest first; returns the rows kept, the heuristic's
+/// choice first, then (inner product) the nearest pruned ones up to `max`.
 pub fn select_rows(
     metric: Metric,
     rows: &Gathered,
     order: &[(f32, usize)],
     max: usize,
 ) -> Vec<usize> {
-    let mut kept: Vec<(f32, usize)> = Vec::with_capacity(max);
+    let mut kept: Vec<usize> = Vec::with_capacity(max);
+    let mut pruned: Vec<usize> = Vec::new();
     for &(distance, row) in order {
         if kept.len() >= max {
             break;
         }
         let dominated = kept
             .iter()
-            .any(|&(_, k)| rows.distance(metric, row, k) < distance);
-        if !dominated {
-            kept.push((distance, row));
+            .any(|&k| rows.distance(metric, row, k) < distance);
+        if dominated {
+            pruned.push(row);
+        } else {
+            kept.push(row);
         }
     }
-    kept.into_iter().map(|(_, row)| row).collect()
+    if metric.keeps_pruned() {
+        let room = max.saturating_sub(kept.len());
+        kept.extend(pruned.into_iter().take(room));
+    }
+    kept
 }
 
 /// Picks at most `max` neighbours from `candidates` (sorted nearest first,
