@@ -277,8 +277,10 @@ struct Search {
     query: Point,
     scan: Walk,
     limit: usize,
-    /// Pending entries with their exact distances, farthest first.
-    pending: Vec<(f32, Tid)>,
+    /// Pending entries with their exact distances, nearest on top. A heap,
+    /// not a sorted list: a scan takes a few dozen of the list's
+    /// thousands, and sorting them all cost more than measuring them.
+    pending: BinaryHeap<PendingHit>,
     /// The next graph result, read ahead to compare with `pending`.
     next_graph: Option<(f32, Vec<Tid>)>,
     graph_done: bool,
@@ -376,7 +378,10 @@ impl Search {
                 }
             }
         }
-        pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let pending: BinaryHeap<PendingHit> = pending
+            .into_iter()
+            .map(|(distance, tid)| PendingHit { distance, tid })
+            .collect();
         let values = match graph.filter {
             Some(_) => Directory::read(index, &graph.meta)?,
             None => Directory::default(),
@@ -480,16 +485,16 @@ impl Search {
                 self.next_graph = self.read_graph();
                 self.graph_done = self.next_graph.is_none();
             }
-            let take_pending = match (self.pending.last(), &self.next_graph) {
+            let take_pending = match (self.pending.peek(), &self.next_graph) {
                 (None, None) => return None,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some(p), Some(g)) => p.0 <= g.0,
+                (Some(p), Some(g)) => p.distance <= g.0,
             };
             let (distance, tids) = if take_pending {
                 self.pending
                     .pop()
-                    .map(|p| (p.0, vec![p.1]))
+                    .map(|p| (p.distance, vec![p.tid]))
                     .unwrap_or_default()
             } else {
                 self.next_graph.take().unwrap_or_default()
@@ -502,6 +507,34 @@ impl Search {
                 return Some((distance, fresh));
             }
         }
+    }
+}
+
+/// A pending entry's distance, ordered so that a max-heap pops the
+/// nearest first.
+#[derive(Debug, Clone, Copy)]
+struct PendingHit {
+    distance: f32,
+    tid: Tid,
+}
+
+impl PartialEq for PendingHit {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for PendingHit {}
+
+impl PartialOrd for PendingHit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PendingHit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.distance.total_cmp(&self.distance)
     }
 }
 

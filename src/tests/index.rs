@@ -274,7 +274,7 @@ mod tests {
         assert!(
             sql_error("SET vhnsw.ef_serch = 10").contains("invalid configuration parameter name")
         );
-        run("SET LOCAL vhnsw.ef_search = 200");
+        run("SET LOCAL vhnsw.ef_search = 100");
         assert_eq!(one::<String>("SHOW vhnsw.ef_search"), "100");
         assert_eq!(one::<String>("SHOW vhnsw.max_scan_tuples"), "20000");
         assert_eq!(
