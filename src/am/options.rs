@@ -58,8 +58,8 @@ pub static PENDING_LIST_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(512);
 /// `vhnsw.pending_list_hard_limit` (kB): the pending-list size at which
 /// inserting backends merge a batch themselves before returning. Every
 /// query reads the whole list at exact distances, so this bounds what
-/// pending rows add to each query (about a quarter of a 384-d query's
-/// own cost at 2 MB) and the pages the list holds.
+/// pending rows add to each query (2 MB: about 1,300 384-d rows) and the
+/// pages the list holds.
 pub static PENDING_LIST_HARD_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2_048);
 
 /// `vhnsw.merge_batch_size`: entries one merge batch moves into the graph.

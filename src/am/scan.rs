@@ -279,7 +279,7 @@ struct Search {
     limit: usize,
     /// Pending entries with their exact distances, nearest on top. A heap,
     /// not a sorted list: a scan takes a few dozen of the list's
-    /// thousands, and sorting them all cost more than measuring them.
+    /// thousands, and need not order the rest.
     pending: BinaryHeap<PendingHit>,
     /// The next graph result, read ahead to compare with `pending`.
     next_graph: Option<(f32, Vec<Tid>)>,
@@ -360,7 +360,10 @@ impl Search {
                     }
                 }
                 let distance = metric.distance(&query.vec, query.aux, row.vec, row.aux);
-                pending.push((distance, row.tid));
+                pending.push(PendingHit {
+                    distance,
+                    tid: row.tid,
+                });
             })?;
         }
         crate::failpoint::hit("scan_between_reads");
@@ -374,14 +377,11 @@ impl Search {
             if header.flags & NODE_IN_USE != 0 && header.flags & NODE_DELETED == 0 && passes {
                 let distance = graph.distance(&query, linking);
                 for tid in graph.tids(linking).tids {
-                    pending.push((distance, tid));
+                    pending.push(PendingHit { distance, tid });
                 }
             }
         }
-        let pending: BinaryHeap<PendingHit> = pending
-            .into_iter()
-            .map(|(distance, tid)| PendingHit { distance, tid })
-            .collect();
+        let pending = BinaryHeap::from(pending);
         let values = match graph.filter {
             Some(_) => Directory::read(index, &graph.meta)?,
             None => Directory::default(),

@@ -70,8 +70,6 @@ pub struct Appended {
     pub was_empty: bool,
     /// This entry started a new page.
     pub new_page: bool,
-    /// Entries in the list, at most (whole pages between head and tail).
-    pub estimate: usize,
     /// Bytes of the pages the list spans (see [`bytes`]).
     pub bytes: usize,
     /// This append started the list or a page of it and no merge-worker
@@ -217,7 +215,6 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
             return Ok(Appended {
                 was_empty: true,
                 new_page: true,
-                estimate: 1,
                 bytes: bytes(&meta),
                 ask_worker,
             });
@@ -257,7 +254,6 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
             return Ok(Appended {
                 was_empty,
                 new_page: false,
-                estimate: estimate(&meta),
                 bytes: bytes(&meta),
                 ask_worker,
             });
@@ -279,7 +275,6 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
         return Ok(Appended {
             was_empty,
             new_page: true,
-            estimate: estimate(&meta),
             bytes: bytes(&meta),
             ask_worker,
         });
