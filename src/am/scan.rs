@@ -510,6 +510,29 @@ impl Search {
     }
 }
 
+/// One more scan of `rel` in `pg_stat_*_indexes.idx_scan`, as
+/// PostgreSQL's own access methods count theirs (`pgstat_count_index_scan`,
+/// a C macro); without it tools that look for unused indexes flag every
+/// vhnsw index. Returned tuples are counted by PostgreSQL itself.
+///
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn count_index_scan(rel: pg_sys::Relation) {
+    // SAFETY: (caller) `rel` is open; pgstat_assoc_relation sets up its
+    // statistics entry when counting is enabled for it, as the macro does.
+    unsafe {
+        if (*rel).pgstat_info.is_null() {
+            if !(*rel).pgstat_enabled {
+                return;
+            }
+            pg_sys::pgstat_assoc_relation(rel);
+        }
+        if let Some(info) = (*rel).pgstat_info.as_mut() {
+            info.t_counts.t_numscans += 1;
+        }
+    }
+}
+
 /// A pending entry's distance, ordered so that a max-heap pops the
 /// nearest first.
 #[derive(Debug, Clone, Copy)]
@@ -681,6 +704,8 @@ pub unsafe extern "C-unwind" fn amgettuple(
     let st = state(scan);
     if !st.started {
         st.started = true;
+        // SAFETY: the scan's index relation is open for the scan.
+        unsafe { count_index_scan((*scan).indexRelation) };
         // SAFETY: the scan descriptor is valid; its ORDER BY key (at most
         // one) has a vector argument (or NULL), its index conditions are
         // search hints (integer) and distance ranges (sphere).

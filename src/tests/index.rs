@@ -210,6 +210,30 @@ mod tests {
         }
     }
 
+    /// Index scans are counted as PostgreSQL's own access methods count
+    /// them (`pg_stat_user_indexes.idx_scan`; pgvector's TAP test 016):
+    /// tools that look for unused indexes must not flag a used one.
+    #[pg_test]
+    fn index_scans_are_counted_in_the_statistics() {
+        random_table("sc", 200, 4, 0.3);
+        run("CREATE INDEX sc_idx ON sc USING vhnsw (v vector_l2_ops)");
+        let q = "SELECT id FROM sc ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 5";
+        run("SET LOCAL enable_seqscan = off");
+        assert!(uses_index(q));
+        let counts = || {
+            (
+                one::<i64>("SELECT pg_stat_get_xact_numscans('sc_idx'::regclass)"),
+                one::<i64>("SELECT pg_stat_get_xact_tuples_returned('sc_idx'::regclass)"),
+            )
+        };
+        let before = counts();
+        for _ in 0..3 {
+            assert_eq!(ids(q, &[]).len(), 5);
+        }
+        let after = counts();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (3, 15));
+    }
+
     #[pg_test]
     fn plans_use_the_index_only_for_ordered_limits() {
         random_table("big", 5_000, 8, 0.3);
