@@ -165,13 +165,12 @@ mod tests {
             }
             hits as f64 / total as f64
         };
-        // Under inner product recall at the default ef_search is what
-        // hnswlib reaches on such rows (0.87 at m 16; pgvector reaches 1.0,
-        // and 0.97 is its bar: issue 17 stays open on that); it is at
-        // pgvector's bar at ef_search 200.
+        // 0.97 under inner product is pgvector's bar. It was 0.80-0.91
+        // while the repair that links unreachable nodes linked them from
+        // the high-norm hubs every search runs through.
         for (opclass, op, min) in [
             ("vector_l2_ops", "<->", 0.99),
-            ("vector_ip_ops", "<#>", 0.75),
+            ("vector_ip_ops", "<#>", 0.97),
             ("vector_cosine_ops", "<=>", 0.99),
             ("vector_l1_ops", "<+>", 0.99),
         ] {
@@ -194,12 +193,6 @@ mod tests {
                 "",
                 "{opclass} merge"
             );
-            if op == "<#>" {
-                run("SET LOCAL vhnsw.ef_search = 200");
-                let wide = recall20(op);
-                assert!(wide >= 0.97, "{opclass}: recall@20 {wide} at ef_search 200");
-                run("RESET vhnsw.ef_search");
-            }
             let merged = recall20(op);
             assert!(
                 merged >= min,

@@ -944,4 +944,36 @@ mod tests {
             assert_eq!(built.unreachable(), Vec::<NodeId>::new(), "seed {seed}");
         }
     }
+
+    /// pgvector's recall case under inner product (10,000 3-d points of
+    /// `random()·random()`, queries of `random()`): most points have no
+    /// incoming edge after the inserts, because a high-norm point is
+    /// "nearer" to everything. The build must leave every node reachable
+    /// without spending the high-norm hubs' lists on them: linked from
+    /// those hubs they cut recall@20 at ef 40 from 1.00 to 0.92.
+    #[test]
+    fn inner_product_build_reaches_every_node_and_keeps_its_recall() {
+        let metric = Metric::InnerProduct;
+        let mut rng = SmallRng::seed_from_u64(7);
+        let data: Vec<Vec<f32>> = (0..10_000)
+            .map(|_| {
+                (0..3)
+                    .map(|_| rng.gen::<f32>() * rng.gen::<f32>())
+                    .collect()
+            })
+            .collect();
+        let g = build(metric, &data, 16, 64);
+        assert_eq!(g.unreachable(), Vec::<NodeId>::new());
+        let (mut hits, mut total) = (0, 0);
+        for _ in 0..100 {
+            let raw: Vec<f32> = (0..3).map(|_| rng.gen::<f32>()).collect();
+            let q = metric.prepare(&raw).expect("indexable");
+            let truth = exact(&g, &q, 20);
+            let got = knn(&g, &q, 20, 40);
+            hits += truth.iter().filter(|t| got.contains(t)).count();
+            total += truth.len();
+        }
+        let recall = hits as f64 / total as f64;
+        assert!(recall >= 0.97, "recall@20 at ef 40: {recall}");
+    }
 }
