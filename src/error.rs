@@ -63,12 +63,13 @@ impl SqlState {
     }
 }
 
-/// An error with a SQLSTATE, a message and an optional detail line.
+/// An error with a SQLSTATE, a message and optional detail and hint lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlError {
     pub state: SqlState,
     pub message: String,
     pub detail: Option<String>,
+    pub hint: Option<String>,
 }
 
 impl SqlError {
@@ -77,12 +78,29 @@ impl SqlError {
             state,
             message: message.into(),
             detail: None,
+            hint: None,
         }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Damage found in index `index`, reported as nbtree reports it:
+    /// XX002, naming the index (and, in `what`, the block), with a hint
+    /// to rebuild it.
+    pub fn corrupt(index: &str, what: impl fmt::Display) -> Self {
+        Self::new(
+            SqlState::IndexCorrupted,
+            format!("index \"{index}\" is corrupt: {what}"),
+        )
+        .with_hint(format!("REINDEX INDEX \"{}\";", index.replace('"', "\"\"")))
     }
 
     pub fn data(message: impl Into<String>) -> Self {

@@ -66,6 +66,9 @@ pub fn raise(err: SqlError) -> ! {
     if let Some(detail) = err.detail {
         report = report.set_detail(detail);
     }
+    if let Some(hint) = err.hint {
+        report = report.set_hint(hint);
+    }
     report.report(pgrx::PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
@@ -219,7 +222,7 @@ pub unsafe fn detoast_vector<'a>(datum: Datum) -> SqlResult<&'a [f32]> {
 ///
 /// # Safety
 /// `ptr` must point to a detoasted varlena that stays valid for `'a`.
-unsafe fn vector_elements<'a>(ptr: *const pg_sys::varlena) -> SqlResult<&'a [f32]> {
+pub(crate) unsafe fn vector_elements<'a>(ptr: *const pg_sys::varlena) -> SqlResult<&'a [f32]> {
     // SAFETY: (caller) ptr is a detoasted varlena, so it has a 4-byte header.
     let total = unsafe { pgrx::varlena::varsize_4b(ptr) };
     let dim = unsafe { ptr.cast::<u8>().add(4).cast::<i16>().read_unaligned() };

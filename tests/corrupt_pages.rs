@@ -201,3 +201,143 @@ fn a_stale_code_is_reported_by_the_check() {
         "{problems}"
     );
 }
+
+/// What one damaged block did to the statements run against it.
+#[derive(Default)]
+struct Outcome {
+    ok: usize,
+    corrupt: usize,
+    /// Errors that are not a report of damage: panics, reads of blocks
+    /// past the end, anything without XX002 and the index's name.
+    wrong: Vec<String>,
+}
+
+/// Damaging one block of an index (its page header left intact, as a
+/// torn or flipped write past it would) is reported as nbtree reports
+/// it: `ERRCODE_INDEX_CORRUPTED`, naming the index and the block, with a
+/// hint to REINDEX; never a crash, a Rust panic, or a read of a block the
+/// index does not have. Each round restores the index file, damages one
+/// block three ways (the whole body random, a run of random bytes, one
+/// random 32-bit word), and scans, inserts, merges, vacuums and checks.
+#[test]
+fn damaged_blocks_are_reported_as_corruption() {
+    support::require_vdb();
+    let cluster = Cluster::start(
+        "damaged",
+        &["vhnsw.merge_naptime = '1h'", "autovacuum = off"],
+    );
+    let mut c = cluster.connect("postgres");
+    // Duplicates (an overflow page), two levels and more, codes in the
+    // lists (64 dims), then a pending list of three pages.
+    c.batch_execute(
+        "CREATE EXTENSION vdb;
+         CREATE TABLE d (id int, v vector(64));
+         INSERT INTO d SELECT i, array_fill(1, '{64}')::vector FROM generate_series(1, 5) i;
+         INSERT INTO d SELECT i, ARRAY(SELECT random() + i * 0 FROM generate_series(1, 64)) FROM generate_series(6, 2000) i;
+         CREATE INDEX d_idx ON d USING vhnsw (v vector_l2_ops);
+         INSERT INTO d SELECT i, ARRAY(SELECT random() + i * 0 FROM generate_series(1, 64)) FROM generate_series(2001, 2200) i;
+         CHECKPOINT;",
+    )
+    .expect("setup");
+    assert_eq!(
+        support::one::<String>(&mut c, "SELECT vhnsw_check('d_idx')"),
+        ""
+    );
+    let file: String = support::one(&mut c, "SELECT pg_relation_filepath('d_idx')");
+    drop(c);
+    cluster.stop();
+    let path = cluster.data().join(&file);
+    let pristine = std::fs::read(&path).expect("index file");
+    let blocks = pristine.len() as u64 / BLCKSZ;
+    let statements = [
+        "SET enable_seqscan = off; SELECT id FROM d ORDER BY v <-> array_fill(1, '{64}')::vector LIMIT 10",
+        "SET enable_seqscan = off; SELECT id FROM d ORDER BY v <-> array_fill(0.5, '{64}')::vector LIMIT 50",
+        "SELECT vhnsw_stats('d_idx')::text",
+        "SELECT vhnsw_check('d_idx')",
+        "BEGIN; INSERT INTO d SELECT i, ARRAY(SELECT random() + i * 0 FROM generate_series(1, 64)) FROM generate_series(1, 30) i; SELECT vhnsw_merge('d_idx'); ROLLBACK",
+        "VACUUM d",
+    ];
+    let mut seed = 0x5eed_u64;
+    let mut next = move || {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let rounds: u64 = std::env::var("VDB_DAMAGE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(60);
+    let mut total = Outcome::default();
+    for round in 0..rounds {
+        let block = next() % blocks;
+        let mut bytes = pristine.clone();
+        let page = &mut bytes[(block * BLCKSZ) as usize..((block + 1) * BLCKSZ) as usize];
+        const HEADER: usize = 24;
+        let how = match round % 3 {
+            0 => {
+                for b in &mut page[HEADER..] {
+                    *b = next() as u8;
+                }
+                "body"
+            }
+            1 => {
+                let at = HEADER + (next() as usize) % (BLCKSZ as usize - HEADER - 64);
+                for b in &mut page[at..at + 64] {
+                    *b = next() as u8;
+                }
+                "run"
+            }
+            _ => {
+                let at = HEADER + 4 * ((next() as usize) % ((BLCKSZ as usize - HEADER) / 4));
+                page[at..at + 4].copy_from_slice(&(next() as u32).to_ne_bytes());
+                "word"
+            }
+        };
+        std::fs::write(&path, &bytes).expect("damage");
+        cluster.pg_ctl_start();
+        for sql in statements {
+            let mut c = cluster.connect("postgres");
+            c.batch_execute("SET statement_timeout = '60s'")
+                .expect("timeout");
+            match c.batch_execute(sql) {
+                Ok(()) => total.ok += 1,
+                Err(e) => match e.as_db_error() {
+                    Some(db)
+                        if db.code() == &postgres::error::SqlState::INDEX_CORRUPTED
+                            && db.message().contains("\"d_idx\"")
+                            && db.message().contains("block ")
+                            && db.hint().is_some_and(|h| h.contains("REINDEX")) =>
+                    {
+                        total.corrupt += 1
+                    }
+                    Some(db) => total.wrong.push(format!(
+                        "block {block} ({how}): {sql}: {} {} (hint {:?})",
+                        db.code().code(),
+                        db.message(),
+                        db.hint()
+                    )),
+                    None => total
+                        .wrong
+                        .push(format!("block {block} ({how}): {sql}: {e}")),
+                },
+            }
+        }
+        // The server survived: a new connection still works.
+        let mut c = cluster.connect("postgres");
+        assert_eq!(support::one::<i32>(&mut c, "SELECT 1"), 1);
+        drop(c);
+        cluster.stop();
+        assert!(
+            !cluster.log().contains("terminated by signal"),
+            "block {block} ({how}) crashed the server:\n{}",
+            cluster.log()
+        );
+    }
+    eprintln!(
+        "{rounds} damaged blocks: {} statements ran, {} reported corruption",
+        total.ok, total.corrupt
+    );
+    assert!(total.wrong.is_empty(), "{}", total.wrong.join("\n"));
+}

@@ -49,19 +49,13 @@ pub fn block_count(rel: Index) -> Block {
 /// is never `InvalidBlockNumber` in a sound index; passed to ReadBuffer it
 /// would extend the relation (even on a standby), so it is an ERROR here.
 fn read_buffer(rel: Index, block: Block) -> pg_sys::Buffer {
-    if block == pg_sys::InvalidBlockNumber {
-        crate::fmgr::raise(
-            crate::error::SqlError::new(
-                crate::error::SqlState::IndexCorrupted,
-                "vhnsw index is corrupt: a page reference points nowhere",
-            )
-            .with_detail("REINDEX the index."),
-        );
-    }
     let node = recent::key(rel);
     if let Some(buffer) = node.and_then(|node| recent::pin(node, block)) {
+        LAST_READ.with(|l| l.set(block));
         return buffer;
     }
+    check_in_range(rel, block);
+    LAST_READ.with(|l| l.set(block));
     // SAFETY: rel is open; ReadBufferExtended raises ERROR for a block
     // beyond the end of the relation.
     let buffer = unsafe {
@@ -572,11 +566,114 @@ pub fn prefetch_bytes(bytes: &[u8]) {
     let _ = bytes;
 }
 
-/// The error for an on-disk chain longer than any sound index has.
-pub fn chain_error(what: &str, at: u32) -> crate::error::SqlError {
-    crate::error::SqlError::new(
-        crate::error::SqlState::IndexCorrupted,
-        format!("vhnsw index is corrupt: the {what} of {at} does not end"),
+/// Damage found in `rel`: `what` names the block.
+pub fn corrupt(rel: Index, what: impl std::fmt::Display) -> crate::error::SqlError {
+    crate::error::SqlError::corrupt(&rel.name(), what)
+}
+
+/// The error for an on-disk chain longer than any sound index has;
+/// `block` is where the walk gave up.
+pub fn chain_error(rel: Index, what: &str, block: Block) -> crate::error::SqlError {
+    corrupt(
+        rel,
+        format_args!("the {what} does not end (it loops through block {block})"),
     )
-    .with_detail("REINDEX the index.")
+}
+
+/// The block this backend read last: a damaged reference was read from
+/// it (or from the metapage snapshot taken before it), so the error
+/// about the reference names it.
+fn last_read() -> Block {
+    LAST_READ.with(std::cell::Cell::get)
+}
+
+thread_local! {
+    static LAST_READ: std::cell::Cell<Block> = const { std::cell::Cell::new(pg_sys::InvalidBlockNumber) };
+    /// The relation and its size in blocks when last measured: a block
+    /// past it is measured again (the index may have grown) before it is
+    /// called damage.
+    static KNOWN_SIZE: std::cell::Cell<(pg_sys::Oid, Block)> = const { std::cell::Cell::new((pg_sys::InvalidOid, 0)) };
+}
+
+/// Raises the corruption error for a reference to `block`, which `rel`
+/// does not have: PostgreSQL would report it as a file it cannot open,
+/// or, for `InvalidBlockNumber`, extend the relation (even on a standby).
+fn check_in_range(rel: Index, block: Block) {
+    // SAFETY: rel is an open relation.
+    let oid = unsafe { (*rel.raw()).rd_id };
+    let (known_oid, known) = KNOWN_SIZE.with(std::cell::Cell::get);
+    if known_oid == oid && block < known {
+        return;
+    }
+    let size = block_count(rel);
+    KNOWN_SIZE.with(|k| k.set((oid, size)));
+    if block >= size {
+        crate::fmgr::raise(corrupt(
+            rel,
+            format_args!(
+                "block {} refers to block {block}, past its end ({size} blocks)",
+                last_read()
+            ),
+        ));
+    }
+}
+
+/// Most tuples a heap page holds (PostgreSQL's `MaxHeapTuplesPerPage` for
+/// 8 kB pages): no heap TID has a larger offset.
+const MAX_HEAP_TUPLES_PER_PAGE: u16 = 291;
+
+thread_local! {
+    /// A table and its size in blocks when last measured.
+    static HEAP_SIZE: std::cell::Cell<(pg_sys::Oid, u32)> =
+        const { std::cell::Cell::new((pg_sys::InvalidOid, 0)) };
+}
+
+/// Checks that `tid`, read from `rel` at `place` (e.g. "node 7 in block
+/// 3"), can name a row of `rel`'s table: a damaged TID handed to the
+/// executor would be reported as a file of the table PostgreSQL cannot
+/// open, blaming the table. Tables of other access methods (Citus's
+/// columnar, say, which numbers rows instead of placing them) are not
+/// checked.
+pub fn check_tid(
+    rel: Index,
+    tid: super::layout::Tid,
+    place: impl FnOnce() -> String,
+) -> crate::error::SqlResult<()> {
+    let offset_ok = (1..=MAX_HEAP_TUPLES_PER_PAGE).contains(&tid.offset());
+    // SAFETY: an open index has its pg_index row in rd_index.
+    let table = unsafe { (*(*rel.raw()).rd_index).indrelid };
+    let (known_oid, known) = HEAP_SIZE.with(std::cell::Cell::get);
+    if offset_ok && known_oid == table && tid.block() < known {
+        return Ok(());
+    }
+    // SAFETY: the table of an open index is locked at least as long as
+    // the index; the reference taken here is given back at once.
+    let size = unsafe {
+        let heap = pg_sys::RelationIdGetRelation(table);
+        if heap.is_null() {
+            return Ok(());
+        }
+        let heap_am = (*(*heap).rd_rel).relam == pg_sys::HEAP_TABLE_AM_OID;
+        let size = heap_am.then(|| {
+            pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM)
+        });
+        pg_sys::RelationClose(heap);
+        size
+    };
+    let Some(size) = size else {
+        return Ok(());
+    };
+    HEAP_SIZE.with(|h| h.set((table, size)));
+    if offset_ok && tid.block() < size {
+        return Ok(());
+    }
+    Err(corrupt(
+        rel,
+        format_args!(
+            "{} names row ({},{}), which its table of {size} blocks cannot have",
+            place(),
+            tid.block(),
+            tid.offset()
+        ),
+    ))
 }

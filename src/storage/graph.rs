@@ -12,8 +12,8 @@ use super::buffer::{chain_error, Block, PageRead, Pinned};
 use super::filter::{read_words, write_words, Filter};
 use super::layout::EntryShape;
 use super::layout::{
-    self, extent_of, Geometry, Meta, NodeHeader, OverflowHeader, Tid, INLINE_TIDS, INVALID_BLOCK,
-    NODE_DELETED, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
+    self, extent_of, Geometry, Meta, NodeHeader, OverflowHeader, PageKind, Tid, INLINE_TIDS,
+    INVALID_BLOCK, NODE_DELETED, NODE_IN_USE, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER, PAYLOAD,
 };
 use super::meta::{params_of, read_meta};
 use super::values::Directory;
@@ -259,9 +259,30 @@ impl PageGraph {
     fn with_slot<R>(&self, node: NodeId, f: impl FnOnce(&[u8], &NodeHeader) -> R) -> R {
         let (block, offset) = self.node_location(node);
         let page = PageRead::new(self.rel, block);
+        self.expect_kind(&page, block, PageKind::Node);
         let payload = layout::payload(page.bytes());
         let slot = &payload[offset..(offset + self.geometry.node_size).min(PAYLOAD)];
-        f(slot, layout::read::<NodeHeader>(slot, 0))
+        let header = layout::read::<NodeHeader>(slot, 0);
+        if let Some(what) = header.damage(self.geometry.m) {
+            crate::fmgr::raise(super::buffer::corrupt(
+                self.rel,
+                format_args!("node {node} in block {block} has {what}"),
+            ));
+        }
+        f(slot, header)
+    }
+
+    /// Raises the corruption error unless `page` (block `block`) is a
+    /// page of kind `kind`: a reference that leads elsewhere, or a page
+    /// whose special space is damaged, must not be read as one.
+    fn expect_kind(&self, page: &PageRead, block: Block, kind: PageKind) {
+        let found = layout::opaque(page.bytes()).kind;
+        if found != kind as u16 {
+            crate::fmgr::raise(super::buffer::corrupt(
+                self.rel,
+                format_args!("block {block} is not a {kind:?} page (its kind is {found:#x})"),
+            ));
+        }
     }
 
     pub fn header(&self, node: NodeId) -> NodeHeader {
@@ -346,6 +367,10 @@ impl PageGraph {
                 h.overflow,
             )
         });
+        let (block, _) = self.node_location(node);
+        for &t in &out.tids {
+            super::buffer::check_tid(self.rel, t, || format!("node {node} in block {block}"))?;
+        }
         let mut pages: usize = 0;
         while next != INVALID_BLOCK {
             pages += 1;
@@ -353,14 +378,26 @@ impl PageGraph {
                 pgrx::check_for_interrupts!();
                 // A chain longer than the relation loops.
                 if pages > MAX_CHAIN || pages > super::buffer::block_count(self.rel) as usize {
-                    return Err(chain_error("overflow chain", node));
+                    return Err(chain_error(self.rel, "overflow chain", next));
                 }
             }
             let page = PageRead::new(self.rel, next);
+            self.expect_kind(&page, next, PageKind::Overflow);
             let payload = layout::payload(page.bytes());
             let count = layout::read::<OverflowHeader>(payload, 0).count as usize;
-            out.tids
-                .extend_from_slice(layout::slice::<Tid>(payload, 4, count.min(OVERFLOW_TIDS)));
+            if count > OVERFLOW_TIDS {
+                return Err(super::buffer::corrupt(
+                    self.rel,
+                    format_args!("the overflow page at block {next} says it holds {count} TIDs, it has room for {OVERFLOW_TIDS}"),
+                ));
+            }
+            let tids = layout::slice::<Tid>(payload, 4, count);
+            for &t in tids {
+                super::buffer::check_tid(self.rel, t, || {
+                    format!("the overflow page at block {next}")
+                })?;
+            }
+            out.tids.extend_from_slice(tids);
             next = layout::opaque(page.bytes()).next;
         }
         Ok(out)
@@ -374,7 +411,11 @@ impl PageGraph {
         let mut next = first;
         while let Some(block) = layout::chain_link(next) {
             if chain.len() >= limit {
-                return Err(chain_error("overflow chain", at));
+                return Err(chain_error(
+                    self.rel,
+                    &format!("overflow chain of node {at}"),
+                    block,
+                ));
             }
             if chain.len() % 64 == 63 {
                 pgrx::check_for_interrupts!();
@@ -614,8 +655,15 @@ impl GraphStore for PageGraph {
         });
         if let Some((block, offset)) = upper.and_then(|slot| self.upper_location(slot)) {
             let page = PageRead::new(self.rel, block);
+            self.expect_kind(&page, block, PageKind::Upper);
             let bytes = &layout::payload(page.bytes())[offset..offset + g.upper_size];
-            let n = usize::from(u16::from_ne_bytes([bytes[0], bytes[1]])).min(g.m);
+            let n = usize::from(u16::from_ne_bytes([bytes[0], bytes[1]]));
+            if n > g.m {
+                crate::fmgr::raise(super::buffer::corrupt(
+                    self.rel,
+                    format_args!("the level-{level} list of node {node} in block {block} has {n} neighbours, at most {} fit", g.m),
+                ));
+            }
             out.extend_from_slice(layout::slice::<u32>(bytes, 4, n));
         }
         out.retain(|&n| n < self.meta.node_count);

@@ -448,6 +448,32 @@ impl NodeHeader {
         (self.flags >> UPPER_CAPACITY_SHIFT).max(self.level)
     }
 
+    /// What makes this header, read from a page of an index with `m`,
+    /// impossible, if anything: such a header is damage, and its counts
+    /// and links must not be followed.
+    pub fn damage(&self, m: usize) -> Option<String> {
+        let state = self.state();
+        if !matches!(state, 0 | NODE_IN_USE | NODE_FREE) && state != NODE_IN_USE | NODE_DELETED {
+            return Some(format!("state flags {state:#x}"));
+        }
+        if self.level > vdb_core::hnsw::MAX_LEVEL {
+            return Some(format!("level {}", self.level));
+        }
+        if usize::from(self.n0) > 2 * m {
+            return Some(format!("{} neighbours, at most {} fit", self.n0, 2 * m));
+        }
+        if usize::from(self.ntids) > INLINE_TIDS {
+            return Some(format!(
+                "{} inline TIDs, at most {INLINE_TIDS} fit",
+                self.ntids
+            ));
+        }
+        if state & NODE_IN_USE != 0 && self.overflow == 0 {
+            return Some("an overflow chain starting at the metapage".to_string());
+        }
+        None
+    }
+
     /// Records that the run at `upper_first` holds `capacity` slots.
     pub fn set_upper_capacity(&mut self, capacity: u8) {
         debug_assert!(capacity <= NODE_STATE);

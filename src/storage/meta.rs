@@ -82,8 +82,9 @@ pub fn put_meta(page: &mut [u8], meta: &Meta) {
 pub fn read_meta(rel: Index) -> SqlResult<Meta> {
     let meta = get_meta(PageRead::new(rel, META_BLOCK).bytes());
     if meta.magic != MAGIC {
-        return Err(SqlError::internal(
-            "vhnsw metapage is corrupt (bad magic number)",
+        return Err(super::buffer::corrupt(
+            rel,
+            format_args!("its metapage (block {META_BLOCK}) has no vhnsw magic number"),
         ));
     }
     if meta.version != LAYOUT_VERSION {
@@ -96,7 +97,74 @@ pub fn read_meta(rel: Index) -> SqlResult<Meta> {
         )
         .with_detail("REINDEX the index to rebuild it in the current layout."));
     }
+    if let Some(what) = damage(&meta) {
+        return Err(super::buffer::corrupt(
+            rel,
+            format_args!("its metapage (block {META_BLOCK}) has {what}"),
+        ));
+    }
     Ok(meta)
+}
+
+/// What makes a metapage of the current layout impossible, if anything:
+/// its shape must agree with itself, and its counts with its extents,
+/// before any of it is used to find a page.
+fn damage(meta: &Meta) -> Option<String> {
+    if Metric::from_code(meta.metric).is_none() {
+        return Some(format!("an unknown metric {}", meta.metric));
+    }
+    if !(2..=100).contains(&meta.m) {
+        return Some(format!("m = {}", meta.m));
+    }
+    // An index made on an empty table learns its dimensions from its
+    // first row.
+    if meta.dims > 1 << 20 || (meta.dims == 0 && meta.node_count > 0) {
+        return Some(format!("{} dimensions", meta.dims));
+    }
+    if meta.node_extent_count as usize > NODE_EXTENTS
+        || meta.upper_extent_count as usize > UPPER_EXTENTS
+    {
+        return Some(format!(
+            "{} node and {} upper extents",
+            meta.node_extent_count, meta.upper_extent_count
+        ));
+    }
+    let g = Geometry::from_meta(meta);
+    if meta.node_size as usize != g.node_size
+        || meta.nodes_per_page as usize != g.nodes_per_page
+        || meta.upper_size as usize != g.upper_size
+        || meta.uppers_per_page as usize != g.uppers_per_page
+    {
+        return Some("slot sizes its shape does not give".to_string());
+    }
+    if let Some(last) = meta.node_count.checked_sub(1) {
+        let (k, _) = layout::extent_of(meta.node_base_units, g.node_unit(last).0);
+        if k >= meta.node_extent_count as usize {
+            return Some(format!(
+                "{} nodes, more than its extents hold",
+                meta.node_count
+            ));
+        }
+    }
+    if let Some(last) = meta.upper_count.checked_sub(1) {
+        let (k, _) = layout::extent_of(meta.upper_base_units, g.upper_page(last).0);
+        if k >= meta.upper_extent_count as usize {
+            return Some(format!(
+                "{} upper slots, more than its extents hold",
+                meta.upper_count
+            ));
+        }
+    }
+    if meta.entry_node != NO_NODE
+        && (meta.entry_node >= meta.node_count
+            || meta.entry_level > u32::from(vdb_core::hnsw::MAX_LEVEL))
+    {
+        return Some(format!(
+            "entry point {} at level {} of {} nodes",
+            meta.entry_node, meta.entry_level, meta.node_count
+        ));
+    }
+    None
 }
 
 /// The metapage as it stands in a page image.

@@ -279,7 +279,7 @@ pub fn append(rel: Index, new: NewEntry<'_>) -> SqlResult<Appended> {
             ask_worker,
         });
     }
-    Err(chain_error("pending list", META_BLOCK))
+    Err(chain_error(rel, "pending list", META_BLOCK))
 }
 
 /// What [`walk`] hands its callback.
@@ -307,10 +307,13 @@ pub fn for_each(rel: Index, shape: EntryShape, mut f: impl FnMut(Row<'_>)) -> Sq
 /// which keeps every entry (a scan) needs no set of those already seen.
 pub fn walk(rel: Index, shape: EntryShape, mut f: impl FnMut(Visit<'_>)) -> SqlResult<()> {
     let mut restarts = 0;
+    // The page that sent the walk back to the start last time: a damaged
+    // one does so every time.
+    let mut suspect = META_BLOCK;
     'restart: loop {
         restarts += 1;
         if restarts > MAX_RESTARTS {
-            return Err(chain_error("pending list", META_BLOCK));
+            return Err(chain_error(rel, "pending list", suspect));
         }
         if restarts > 1 {
             f(Visit::Restart);
@@ -328,7 +331,7 @@ pub fn walk(rel: Index, shape: EntryShape, mut f: impl FnMut(Visit<'_>)) -> SqlR
                 // than the relation is now is a loop.
                 budget = buffer::block_count(rel).saturating_sub(walked);
                 if budget == 0 {
-                    return Err(chain_error("pending list", META_BLOCK));
+                    return Err(chain_error(rel, "pending list", block));
                 }
             }
             budget -= 1;
@@ -340,12 +343,27 @@ pub fn walk(rel: Index, shape: EntryShape, mut f: impl FnMut(Visit<'_>)) -> SqlR
             let bytes = page.bytes();
             let header = *layout::read::<PendingHeader>(layout::payload(bytes), 0);
             if layout::opaque(bytes).kind != PageKind::Pending as u16 || header.seq != seq {
+                suspect = block;
                 continue 'restart;
+            }
+            if usize::from(header.count) > shape.per_page() || header.done > header.count {
+                return Err(buffer::corrupt(
+                    rel,
+                    format_args!(
+                        "the pending page at block {block} says it holds {} entries ({} done), it has room for {}",
+                        header.count,
+                        header.done,
+                        shape.per_page()
+                    ),
+                ));
             }
             let payload = layout::payload(bytes);
             for slot in 0..usize::from(header.count) {
                 let at = entry_offset(shape, slot);
                 let entry = layout::read::<PendingEntry>(payload, at);
+                buffer::check_tid(rel, entry.tid, || {
+                    format!("the pending page at block {block}")
+                })?;
                 let words = at + shape.words_offset();
                 f(Visit::Row(Row {
                     at: EntryRef { block, slot },

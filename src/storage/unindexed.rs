@@ -73,7 +73,7 @@ pub fn append(rel: Index, tid: Tid, reason: Reason) -> SqlResult<()> {
         if let Some(block) = head(&meta) {
             let h = batch.page(block, None);
             if layout::opaque(batch.bytes(h)).kind != PageKind::Unindexed as u16 {
-                return Err(chain_error("unindexed rows", block));
+                return Err(not_unindexed(rel, block));
             }
             let payload = layout::payload_mut(batch.bytes_mut(h));
             let count = layout::read::<UnindexedHeader>(payload, 0).count as usize;
@@ -150,8 +150,11 @@ pub fn all(rel: Index, meta: &Meta) -> SqlResult<Vec<(Reason, Tid)>> {
         let page = PageRead::new(rel, b);
         let bytes = page.bytes();
         pages += 1;
-        if layout::opaque(bytes).kind != PageKind::Unindexed as u16 || pages > limit {
-            return Err(chain_error("unindexed rows", b));
+        if pages > limit {
+            return Err(chain_error(rel, "list of unindexed rows", b));
+        }
+        if layout::opaque(bytes).kind != PageKind::Unindexed as u16 {
+            return Err(not_unindexed(rel, b));
         }
         let payload = layout::payload(bytes);
         let count =
@@ -177,7 +180,7 @@ pub fn bulk_delete(rel: Index, mut is_dead: impl FnMut(Tid) -> bool) -> SqlResul
         let mut batch = WalBatch::start(rel);
         let p = batch.page(b, None);
         if layout::opaque(batch.bytes(p)).kind != PageKind::Unindexed as u16 {
-            return Err(chain_error("unindexed rows", b));
+            return Err(not_unindexed(rel, b));
         }
         let next = layout::opaque(batch.bytes(p)).next;
         let payload = layout::payload_mut(batch.bytes_mut(p));
@@ -200,4 +203,12 @@ pub fn bulk_delete(rel: Index, mut is_dead: impl FnMut(Tid) -> bool) -> SqlResul
         block = (next != INVALID_BLOCK && next != 0).then_some(next);
     }
     Ok((removed, kept))
+}
+
+/// A link of the list of unindexed rows that names another kind of page.
+fn not_unindexed(rel: Index, block: u32) -> crate::error::SqlError {
+    super::buffer::corrupt(
+        rel,
+        format_args!("block {block} is in the list of unindexed rows but is not one of its pages"),
+    )
 }

@@ -93,7 +93,7 @@ impl Directory {
         let mut next = meta.value_dir;
         while let Some(block) = chain_link(next) {
             if dir.pages.len() >= limit {
-                return Err(chain_error("value directory", block));
+                return Err(chain_error(rel, "value directory", block));
             }
             let page = PageRead::new(rel, block);
             let payload = layout::payload(page.bytes());
