@@ -36,20 +36,30 @@ COMMENT ON TYPE vector IS 'single-precision vector';
 
 -- functions ---------------------------------------------------------------
 
+-- Prices a distance by its dimensions and the TOAST fetch of a stored
+-- vector, so that the planner compares a sequential scan with an index
+-- scan on what each really costs.
+CREATE FUNCTION vdb_distance_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vdb_distance_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE FUNCTION l2_distance(vector, vector) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    SUPPORT vdb_distance_support;
 COMMENT ON FUNCTION l2_distance(vector, vector) IS 'Euclidean distance';
 
 CREATE FUNCTION inner_product(vector, vector) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    SUPPORT vdb_distance_support;
 COMMENT ON FUNCTION inner_product(vector, vector) IS 'inner product';
 
 CREATE FUNCTION cosine_distance(vector, vector) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    SUPPORT vdb_distance_support;
 COMMENT ON FUNCTION cosine_distance(vector, vector) IS 'cosine distance (NaN if either vector is zero)';
 
 CREATE FUNCTION l1_distance(vector, vector) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_l1_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_l1_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    SUPPORT vdb_distance_support;
 COMMENT ON FUNCTION l1_distance(vector, vector) IS 'taxicab distance';
 
 CREATE FUNCTION poincare_distance(vector, vector) RETURNS float8
@@ -101,9 +111,11 @@ CREATE FUNCTION vector_gt(vector, vector) RETURNS bool
 CREATE FUNCTION vector_cmp(vector, vector) RETURNS integer
     AS 'MODULE_PATHNAME', 'vdb_vector_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION vector_l2_squared_distance(vector, vector) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_l2_squared_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_l2_squared_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    SUPPORT vdb_distance_support;
 CREATE FUNCTION vector_negative_inner_product(vector, vector) RETURNS float8
-    AS 'MODULE_PATHNAME', 'vdb_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'vdb_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    SUPPORT vdb_distance_support;
 CREATE FUNCTION vector_spherical_distance(vector, vector) RETURNS float8
     AS 'MODULE_PATHNAME', 'vdb_spherical_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION vector_spherical_distance(vector, vector) IS 'spherical distance of unit vectors (angle / pi)';

@@ -11,6 +11,7 @@ mod halfvec;
 mod index;
 mod io;
 mod knn;
+mod planner;
 mod ranges;
 mod security;
 mod sparsevec;
