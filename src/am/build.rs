@@ -426,6 +426,9 @@ fn build_in_parallel(graph: &MemoryGraph) -> SqlResult<()> {
     let progress = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
     let threads = maintenance_threads();
+    // pgvector's parallel build says "using N parallel workers" at this
+    // level; this build's workers are threads of the backend.
+    pgrx::debug1!("vhnsw: building a graph of {total} nodes on {threads} threads");
     let outcome = std::thread::scope(|scope| {
         let worker = {
             let _blocked = SignalsBlocked::block();
