@@ -32,7 +32,9 @@ import time
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", required=True, help="folder with base.npy, ids.npy, queries.npy, truth.npy")
-    ap.add_argument("--space", choices=["cosine", "l2"], required=True)
+    ap.add_argument(
+        "--space", choices=["cosine", "l2", "ip"], required=True, help="ip: 1 - dot, the order of <#>"
+    )
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=64)
     ap.add_argument("--ef", default="10,20,40,80,160,320", help="ef_search values, comma-separated")

@@ -5,7 +5,8 @@
 #   scripts/bench.sh [--scale-out] [vdb-bench options]   e.g. --dataset gmm --rows 1000000
 #
 # Datasets: --dataset glove-50 (the default), minilm-384, synth-1536,
-# gmm-128, or several comma-separated. minilm-384 is made once by
+# gmm-128, glove-50-ip and minilm-384-ip (inner product on vectors that
+# are not unit length), or several comma-separated. minilm-384 is made once by
 # bench/embed.py (Debian's package descriptions embedded with
 # all-MiniLM-L6-v2: about an hour on 2 cores, resumable). The Python side
 # (the embedding, hnswlib) runs in a virtualenv under .data/bench/venv that

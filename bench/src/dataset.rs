@@ -1,6 +1,7 @@
 //! Benchmark data: GloVe-6B-50d from its PyPI wheel, MiniLM embeddings of
 //! Debian's package descriptions (`bench/embed.py`), seeded synthetic
-//! clusters in 1,536 dimensions, or a seeded Gaussian mixture; the query
+//! clusters in 1,536 dimensions, or a seeded Gaussian mixture; the same
+//! real rows under inner product (maximum inner product search); the query
 //! split; exact ground truth (cached on disk).
 
 use crate::python;
@@ -26,13 +27,73 @@ impl Vectors {
     }
 }
 
+/// The metric a dataset is searched by: the SQL operator, the operator
+/// class, hnswlib's space and the exact ground truth follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Euclidean distance, `<->`.
+    L2,
+    /// Cosine distance, `<=>`.
+    Cosine,
+    /// Negative inner product, `<#>`: the largest inner product first.
+    InnerProduct,
+}
+
+impl Metric {
+    /// The distance operator.
+    pub fn operator(self) -> &'static str {
+        match self {
+            Metric::L2 => "<->",
+            Metric::Cosine => "<=>",
+            Metric::InnerProduct => "<#>",
+        }
+    }
+
+    /// vdb's distance-range operator of the same distance.
+    pub fn range_operator(self) -> &'static str {
+        match self {
+            Metric::L2 => "<<->>",
+            Metric::Cosine => "<<=>>",
+            Metric::InnerProduct => "<<#>>",
+        }
+    }
+
+    /// The operator class (vdb's and pgvector's share the names).
+    pub fn opclass(self) -> &'static str {
+        match self {
+            Metric::L2 => "vector_l2_ops",
+            Metric::Cosine => "vector_cosine_ops",
+            Metric::InnerProduct => "vector_ip_ops",
+        }
+    }
+
+    /// hnswlib's `space` (its `ip` is 1 - dot: the same order as `<#>`).
+    pub fn hnswlib_space(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::Cosine => "cosine",
+            Metric::InnerProduct => "ip",
+        }
+    }
+
+    /// The distance the SQL operator computes (`<->` is the root of the
+    /// squared distance; `<#>` the negated inner product).
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f64 {
+        match self {
+            Metric::L2 => distance::l2(a, b),
+            Metric::Cosine => distance::cosine_distance(a, b),
+            Metric::InnerProduct => -distance::dot(a, b),
+        }
+    }
+}
+
 /// A benchmark dataset: base rows (with ids), queries, and the metric.
 pub struct Dataset {
     pub name: String,
     pub base: Vectors,
     pub ids: Vec<i32>,
     pub queries: Vectors,
-    pub cosine: bool,
+    pub metric: Metric,
 }
 
 /// The seeded generator every dataset (and the filter columns) draws from.
@@ -82,7 +143,20 @@ pub fn glove(cache: &Path, rows: Option<usize>, queries: usize) -> Result<Datase
         std::fs::write(&npy, bytes).map_err(|e| e.to_string())?;
     }
     let all = read_npy(&npy)?;
-    split("glove-6b-50d", all, rows, queries, true)
+    split("glove-6b-50d", all, rows, queries, Metric::Cosine)
+}
+
+/// `glove-50-ip`: the rows of [`glove`] as they are, under inner product.
+/// GloVe's vectors are not unit length (norms 0.05 to 14.1, median 4.4,
+/// 1st to 99th percentile 3.0 to 7.1), so the largest inner product is
+/// not the nearest direction: maximum inner product search on real rows.
+pub fn glove_ip(cache: &Path, rows: Option<usize>, queries: usize) -> Result<Dataset, String> {
+    let ds = glove(cache, rows, queries)?;
+    Ok(Dataset {
+        name: "glove-6b-50d-ip".into(),
+        metric: Metric::InnerProduct,
+        ..ds
+    })
 }
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {
@@ -191,7 +265,36 @@ pub fn minilm(cache: &Path, rows: Option<usize>, queries: usize) -> Result<Datas
         }
     }
     let all = read_npy(&npy)?;
-    split("minilm-384", all, rows, queries, true)
+    split("minilm-384", all, rows, queries, Metric::Cosine)
+}
+
+/// `minilm-384-ip`: the rows of [`minilm`] (unit length) each scaled by a
+/// factor drawn log-uniformly from [0.25, 4], seeded by the row's id (so
+/// a row keeps its factor whatever `rows` is), under inner product; the
+/// queries are left unit length. A synthetic spread of norms (16×) over
+/// real directions: the largest inner product is no longer the nearest
+/// direction.
+pub fn minilm_ip(cache: &Path, rows: Option<usize>, queries: usize) -> Result<Dataset, String> {
+    const LOW: f64 = 0.25;
+    const HIGH: f64 = 4.0;
+    let mut ds = minilm(cache, rows, queries)?;
+    let dims = ds.base.dims;
+    let ids = &ds.ids;
+    ds.base
+        .data
+        .par_chunks_mut(dims)
+        .zip(ids.par_iter())
+        .for_each(|(row, &id)| {
+            let mut s = 0x1f83_d9ab_fb41_bd6bu64 ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let u = (splitmix(&mut s) >> 11) as f64 / (1u64 << 53) as f64;
+            let factor = (LOW.ln() + u * (HIGH.ln() - LOW.ln())).exp() as f32;
+            row.iter_mut().for_each(|x| *x *= factor);
+        });
+    Ok(Dataset {
+        name: "minilm-384-ip".into(),
+        metric: Metric::InnerProduct,
+        ..ds
+    })
 }
 
 /// `synth-1536`: `clusters` Gaussian clusters in `dims` dimensions
@@ -255,7 +358,7 @@ pub fn synthetic_clusters(
         Vectors { dims, data },
         Some(rows + queries),
         queries,
-        true,
+        Metric::Cosine,
     )
 }
 
@@ -288,7 +391,7 @@ pub fn gaussian_mixture(
         Vectors { dims, data },
         Some(rows + queries),
         queries,
-        false,
+        Metric::L2,
     )
 }
 
@@ -298,7 +401,7 @@ fn split(
     all: Vectors,
     rows: Option<usize>,
     queries: usize,
-    cosine: bool,
+    metric: Metric,
 ) -> Result<Dataset, String> {
     let n = all.len();
     let mut order: Vec<usize> = (0..n).collect();
@@ -324,7 +427,7 @@ fn split(
         queries: take(q),
         base: take(&rest),
         ids: rest.iter().map(|&i| i as i32).collect(),
-        cosine,
+        metric,
     })
 }
 
@@ -416,13 +519,15 @@ pub fn ground_truth_each(
                     continue;
                 }
                 let v = ds.base.row(i);
-                let d = if ds.cosine {
-                    if norm == 0.0 || qn == 0.0 {
-                        continue;
+                let d = match ds.metric {
+                    Metric::Cosine => {
+                        if norm == 0.0 || qn == 0.0 {
+                            continue;
+                        }
+                        1.0 - distance::dot(query, v) / (norm * qn)
                     }
-                    1.0 - distance::dot(query, v) / (norm * qn)
-                } else {
-                    distance::l2_squared(query, v)
+                    Metric::L2 => distance::l2_squared(query, v),
+                    Metric::InnerProduct => -distance::dot(query, v),
                 };
                 if best.len() < k || d < best[k - 1].0 {
                     let pos = best.partition_point(|b| b.0 <= d);

@@ -69,20 +69,12 @@ impl ToSql for Vector<'_> {
 
 /// The distance operator of the dataset's metric.
 pub fn operator(ds: &Dataset) -> &'static str {
-    if ds.cosine {
-        "<=>"
-    } else {
-        "<->"
-    }
+    ds.metric.operator()
 }
 
 /// The operator class of the dataset's metric.
 pub fn opclass(ds: &Dataset) -> &'static str {
-    if ds.cosine {
-        "vector_cosine_ops"
-    } else {
-        "vector_l2_ops"
-    }
+    ds.metric.opclass()
 }
 
 /// Creates `bench_items` and loads the base rows, but for `held_back`,

@@ -29,7 +29,7 @@
 //! the filter is applied. Scans stop at the engines' default
 //! `max_scan_tuples`.
 
-use crate::dataset::{self, Dataset};
+use crate::dataset::{self, Dataset, Metric};
 use crate::db::{self, BoxError, Engine, Vector};
 use crate::report::EngineResult;
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -246,16 +246,17 @@ fn tenants(values: &[i32]) -> Vec<i32> {
 /// Each base row's decile of its projection on a seeded random direction,
 /// and the decile of each of the first `queries` queries by the same
 /// bounds. Under cosine the projection is of the unit vector: the
-/// direction is all the metric sees, so neighbours share slabs.
+/// direction is all the metric sees, so neighbours share slabs. Under l2
+/// and inner product it is of the vector as it is.
 fn slabs(ds: &Dataset, queries: usize) -> (Vec<i32>, Vec<i32>) {
     let direction = random_direction(ds.base.dims);
     let project = |v: &[f32]| {
         let p = distance::dot(v, &direction);
         let norm = distance::norm_squared(v).sqrt();
-        match ds.cosine {
-            true if norm > 0.0 => p / norm,
-            true => 0.0,
-            false => p,
+        match ds.metric {
+            Metric::Cosine if norm > 0.0 => p / norm,
+            Metric::Cosine => 0.0,
+            Metric::L2 | Metric::InnerProduct => p,
         }
     };
     let n = ds.base.len();

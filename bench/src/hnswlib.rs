@@ -61,7 +61,7 @@ pub fn run(
         .arg(python::script("hnswlib_baseline.py"))
         .arg("--dir")
         .arg(&dir)
-        .args(["--space", if ds.cosine { "cosine" } else { "l2" }])
+        .args(["--space", ds.metric.hnswlib_space()])
         .args(["--m", &m.to_string()])
         .args(["--ef-construction", &ef_construction.to_string()])
         .args(["--ef", &efs.join(",")])

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! vdb-bench --vdb <conninfo> [--pgvector <conninfo>]
-//!           [--dataset glove-50,minilm-384,synth-1536,gmm-128]
+//!           [--dataset glove-50,minilm-384,synth-1536,gmm-128,glove-50-ip,minilm-384-ip]
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
 //!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
 //!           [--filtered-ef 40] [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
@@ -23,7 +23,14 @@
 //! - `synth-1536`: 100,000 × 1,536 (`--rows`) seeded Gaussian clusters of
 //!   low intrinsic dimension, cosine (made in seconds; ground truth about
 //!   40 s on 2 cores);
-//! - `gmm-128` (or `gmm`): 1,000,000 × 128 (`--rows`) Gaussian mixture, L2.
+//! - `gmm-128` (or `gmm`): 1,000,000 × 128 (`--rows`) Gaussian mixture, L2;
+//! - `glove-50-ip` (or `glove-ip`): GloVe-6B-50d's rows as they are (not
+//!   unit length: norms 0.05 to 14.1, median 4.4), inner product (`<#>`,
+//!   `vector_ip_ops`, hnswlib's `ip`): maximum inner product search;
+//! - `minilm-384-ip` (or `minilm-ip`): MiniLM-384's rows each scaled by a
+//!   seeded factor drawn log-uniformly from [0.25, 4] (a synthetic spread
+//!   of norms over real directions), queries left unit length, inner
+//!   product.
 //!
 //! 1,000 queries (`--queries`) are taken out of every dataset with a fixed
 //! seed. `--rows` caps the rows, queries included, of the real datasets and
@@ -106,11 +113,13 @@ struct Options {
 }
 
 /// The datasets `--dataset` knows, by canonical name and aliases.
-const DATASETS: [(&str, &str); 4] = [
+const DATASETS: [(&str, &str); 6] = [
     ("glove-50", "glove"),
     ("minilm-384", "minilm"),
     ("synth-1536", "synth"),
     ("gmm-128", "gmm"),
+    ("glove-50-ip", "glove-ip"),
+    ("minilm-384-ip", "minilm-ip"),
 ];
 
 fn parse() -> Result<Options, String> {
@@ -372,6 +381,8 @@ fn load_dataset(name: &str, o: &Options) -> Result<dataset::Dataset, String> {
     match name {
         "glove-50" => dataset::glove(&o.data_dir, o.rows, o.queries),
         "minilm-384" => dataset::minilm(&o.data_dir, o.rows, o.queries),
+        "glove-50-ip" => dataset::glove_ip(&o.data_dir, o.rows, o.queries),
+        "minilm-384-ip" => dataset::minilm_ip(&o.data_dir, o.rows, o.queries),
         "synth-1536" => {
             dataset::synthetic_clusters(o.rows.unwrap_or(100_000), 1536, 100, 32, o.queries)
         }

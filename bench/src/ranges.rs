@@ -8,7 +8,6 @@ use crate::dataset::{self, Dataset};
 use crate::db::{self, BoxError, Engine};
 use postgres::Client;
 use std::path::Path;
-use vdb_core::distance;
 
 /// Rows in each query's range.
 pub const ROWS: usize = 100;
@@ -32,23 +31,11 @@ pub fn ground_truth(ds: &Dataset, cache: &Path) -> Vec<(Vec<i32>, f64)> {
         .enumerate()
         .map(|(q, ids)| {
             let (query, far) = (ds.queries.row(q), ds.base.row(row_of[&ids[ROWS - 1]]));
-            let d = if ds.cosine {
-                distance::cosine_distance(query, far)
-            } else {
-                distance::l2(query, far)
-            };
+            let d = ds.metric.distance(query, far);
             // The SQL operator rounds its own way: a hair of room.
             (ids, d + 1e-6 * d.abs().max(1e-3))
         })
         .collect()
-}
-
-fn operator(ds: &Dataset) -> &'static str {
-    if ds.cosine {
-        "<<=>>"
-    } else {
-        "<<->>"
-    }
 }
 
 /// Runs every query's range once at `ef_search`.
@@ -65,7 +52,7 @@ pub fn run(
     ))?;
     let sql = format!(
         "SELECT id FROM bench_items WHERE embedding {} sphere($1, $2)",
-        operator(ds)
+        ds.metric.range_operator()
     );
     let (ids, radii): (Vec<Vec<i32>>, Vec<f64>) = truth.iter().cloned().unzip();
     let run = db::run_pass_with(client, &sql, ds, &ids, &radii)?;

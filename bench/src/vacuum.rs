@@ -164,7 +164,7 @@ fn with_rows(ds: &Dataset, base: Vectors) -> Dataset {
             dims: ds.queries.dims,
             data: ds.queries.data.clone(),
         },
-        cosine: ds.cosine,
+        metric: ds.metric,
     }
 }
 
