@@ -20,6 +20,9 @@ pub struct Engine {
     pub extension: &'static str,
     pub access_method: &'static str,
     pub ef_search_guc: &'static str,
+    /// Storage parameters added to the index's `WITH` after `m` and
+    /// `ef_construction` (none when empty).
+    pub index_options: String,
 }
 
 impl Engine {
@@ -30,6 +33,17 @@ impl Engine {
             extension: "vdb",
             access_method: "vhnsw",
             ef_search_guc: "vhnsw.ef_search",
+            index_options: String::new(),
+        }
+    }
+
+    /// vdb with `code_bits` (its neighbour codes, 0: none) set on the
+    /// index instead of the default, and named after it in the report.
+    pub fn vdb_code_bits(conn: String, code_bits: u8) -> Engine {
+        Engine {
+            name: Box::leak(format!("vdb code_bits={code_bits}").into_boxed_str()),
+            index_options: format!(", code_bits = {code_bits}"),
+            ..Engine::vdb(conn)
         }
     }
 
@@ -40,6 +54,7 @@ impl Engine {
             extension: "vector",
             access_method: "hnsw",
             ef_search_guc: "hnsw.ef_search",
+            index_options: String::new(),
         }
     }
 
@@ -133,8 +148,9 @@ pub fn build_with(
     let filters: String = columns.iter().map(|c| format!(", {c}")).collect();
     let start = Instant::now();
     client.batch_execute(&format!(
-        "CREATE INDEX bench_items_idx ON bench_items USING {am} (embedding {opclass}{filters}) WITH (m = {m}, ef_construction = {ef_construction})",
+        "CREATE INDEX bench_items_idx ON bench_items USING {am} (embedding {opclass}{filters}) WITH (m = {m}, ef_construction = {ef_construction}{options})",
         am = engine.access_method,
+        options = engine.index_options,
         opclass = opclass(ds)
     ))?;
     let took = start.elapsed();

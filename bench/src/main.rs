@@ -7,7 +7,7 @@
 //! vdb-bench --vdb <conninfo> [--pgvector <conninfo>]
 //!           [--dataset glove-50,minilm-384,synth-1536,gmm-128,glove-50-ip,minilm-384-ip]
 //!           [--rows N] [--queries N] [--ef 10,20,40,80,160,320]
-//!           [--m 16] [--ef-construction 64] [--insert-rows 20000]
+//!           [--m 16] [--ef-construction 64] [--vdb-code-bits N] [--insert-rows 20000]
 //!           [--filtered-ef 40] [--shard <conninfo>]... [--scale-out-ef 20,40,80,160]
 //!           [--vacuum] [--mixed]
 //!           [--no-hnswlib | --hnswlib-only] [--data-dir DIR] [--out DIR]
@@ -31,6 +31,10 @@
 //!   seeded factor drawn log-uniformly from [0.25, 4] (a synthetic spread
 //!   of norms over real directions), queries left unit length, inner
 //!   product.
+//!
+//! `--vdb-code-bits N` builds vdb's index with `code_bits = N` (its
+//! neighbour codes; 0: none) instead of the default; vdb is then named
+//! `vdb code_bits=N` in the report.
 //!
 //! 1,000 queries (`--queries`) are taken out of every dataset with a fixed
 //! seed. `--rows` caps the rows, queries included, of the real datasets and
@@ -98,6 +102,7 @@ struct Options {
     ef: Vec<u32>,
     m: u32,
     ef_construction: u32,
+    vdb_code_bits: Option<u8>,
     insert_rows: usize,
     filtered_ef: u32,
     shards: Vec<String>,
@@ -132,6 +137,7 @@ fn parse() -> Result<Options, String> {
         ef: vec![10, 20, 40, 80, 160, 320],
         m: 16,
         ef_construction: 64,
+        vdb_code_bits: None,
         insert_rows: 20_000,
         filtered_ef: 40,
         shards: Vec::new(),
@@ -185,6 +191,13 @@ fn parse() -> Result<Options, String> {
                 o.ef_construction = value()?
                     .parse()
                     .map_err(|e| format!("--ef-construction: {e}"))?
+            }
+            "--vdb-code-bits" => {
+                o.vdb_code_bits = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--vdb-code-bits: {e}"))?,
+                )
             }
             "--insert-rows" => {
                 o.insert_rows = value()?
@@ -401,7 +414,10 @@ fn main() {
     };
     let mut engines = Vec::new();
     if !o.hnswlib_only {
-        engines.push(Engine::vdb(o.vdb.clone()));
+        engines.push(match o.vdb_code_bits {
+            Some(bits) => Engine::vdb_code_bits(o.vdb.clone(), bits),
+            None => Engine::vdb(o.vdb.clone()),
+        });
         match &o.pgvector {
             Some(conn) if db::has_extension(conn, "vector") => {
                 engines.push(Engine::pgvector(conn.clone()))
