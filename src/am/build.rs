@@ -305,7 +305,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         metric,
         m: options.m,
         ef_construction: options.ef_construction,
-        code_bits: options.code_bits,
+        code_bits: options.code_bits_for(metric),
         dims: index_dims(index_rel, metric, &options, columns.words_len()),
         budget,
         graph: None,
@@ -371,7 +371,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         metric,
         options.m,
         options.ef_construction,
-        options.code_bits,
+        options.code_bits_for(metric),
         &columns.codes(),
     );
     meta.node_extent_count = 1;

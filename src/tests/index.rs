@@ -57,13 +57,17 @@ mod tests {
         let queries = query_vectors("cd_queries", 20);
         let stat =
             |key: &str| one::<i64>(&format!("SELECT (vhnsw_stats('cd_idx')->>'{key}')::bigint"));
+        // Inner product has no codes unless asked for.
+        run("CREATE INDEX cd_idx ON cd USING vhnsw (v vector_ip_ops)");
+        assert_eq!((stat("code_bits"), stat("code_dims")), (0, 0));
+        run("DROP INDEX cd_idx");
         for (opclass, op) in [
             ("vector_l2_ops", "<->"),
             ("vector_cosine_ops", "<=>"),
             ("vector_ip_ops", "<#>"),
         ] {
             run(&format!(
-                "CREATE INDEX cd_idx ON cd USING vhnsw (v {opclass})"
+                "CREATE INDEX cd_idx ON cd USING vhnsw (v {opclass}) WITH (code_bits = 1)"
             ));
             // 48 dimensions rotate into 64 coordinates, all coded.
             assert_eq!((stat("code_bits"), stat("code_dims")), (1, 64), "{opclass}");
