@@ -7,7 +7,8 @@
 //! asked for more (a large `LIMIT`, or a `WHERE` clause discarding rows) keeps going with a widening search
 //! ([`OrderedScan`]), still in non-decreasing distance, until
 //! `vhnsw.max_scan_tuples` index entries have been examined (or, with
-//! `vhnsw.iterative_scan = off`, stops after `ef_search` rows).
+//! `vhnsw.iterative_scan = off`, stops after `ef_search` results, each
+//! with all its rows).
 //!
 //! Conditions on the filter columns of a composite index are checked on
 //! each node's stored values: a walk counts only passing nodes as results
@@ -54,7 +55,8 @@ struct ScanState {
     search: Option<Search>,
     /// TIDs of the current node still to return, last first.
     tids: Vec<Tid>,
-    /// Rows the scan may still return (`vhnsw.iterative_scan = off`).
+    /// Results (a vector and all its rows) the scan may still return
+    /// (`vhnsw.iterative_scan = off`).
     budget: Option<usize>,
     /// Whether the executor rechecks the index conditions (ranges).
     recheck: bool,
@@ -362,6 +364,7 @@ impl Search {
                 let distance = metric.distance(&query.vec, query.aux, row.vec, row.aux);
                 pending.push(PendingHit {
                     distance,
+                    key: vector_key(row.vec),
                     tid: row.tid,
                 });
             })?;
@@ -376,8 +379,9 @@ impl Search {
             let (header, passes) = graph.read_slot(linking, |slot, h| (*h, graph.passes(slot)));
             if header.flags & NODE_IN_USE != 0 && header.flags & NODE_DELETED == 0 && passes {
                 let distance = graph.distance(&query, linking);
+                let key = vector_key(&graph.load(linking).vec);
                 for tid in graph.tids(linking).tids {
-                    pending.push(PendingHit { distance, tid });
+                    pending.push(PendingHit { distance, key, tid });
                 }
             }
         }
@@ -492,10 +496,20 @@ impl Search {
                 (Some(p), Some(g)) => p.distance <= g.0,
             };
             let (distance, tids) = if take_pending {
-                self.pending
-                    .pop()
-                    .map(|p| (p.distance, vec![p.tid]))
-                    .unwrap_or_default()
+                match self.pending.pop() {
+                    Some(p) => {
+                        let mut tids = vec![p.tid];
+                        while let Some(q) = self.pending.peek() {
+                            if q.distance != p.distance || q.key != p.key {
+                                break;
+                            }
+                            tids.push(q.tid);
+                            self.pending.pop();
+                        }
+                        (p.distance, tids)
+                    }
+                    None => Default::default(),
+                }
             } else {
                 self.next_graph.take().unwrap_or_default()
             };
@@ -538,7 +552,17 @@ unsafe fn count_index_scan(rel: pg_sys::Relation) {
 #[derive(Debug, Clone, Copy)]
 struct PendingHit {
     distance: f32,
+    /// A hash of the vector's bits: equal vectors' rows come out as one
+    /// result, as a graph node's duplicates do.
+    key: u64,
     tid: Tid,
+}
+
+/// The bits of `vec` hashed (FNV-1a over the elements).
+fn vector_key(vec: &[f32]) -> u64 {
+    vec.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
+        (h ^ u64::from(x.to_bits())).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl PartialEq for PendingHit {
@@ -557,7 +581,10 @@ impl PartialOrd for PendingHit {
 
 impl Ord for PendingHit {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.distance.total_cmp(&self.distance)
+        other
+            .distance
+            .total_cmp(&self.distance)
+            .then(other.key.cmp(&self.key))
     }
 }
 
@@ -783,13 +810,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
         }
     }
     loop {
-        if st.budget == Some(0) {
-            return false;
-        }
         if let Some(tid) = st.tids.pop() {
-            if let Some(left) = &mut st.budget {
-                *left -= 1;
-            }
             // SAFETY: the descriptor is valid; we return one heap TID whose
             // order needs no recheck (ranges do, see the module doc).
             unsafe {
@@ -817,12 +838,21 @@ pub unsafe extern "C-unwind" fn amgettuple(
                 None => return false,
             }
         }
+        // With iterative scans off a search hands out `ef_search` results,
+        // each with all its rows (pgvector's too: a vector's duplicates
+        // come back together).
+        if st.budget == Some(0) {
+            return false;
+        }
         let Some(search) = st.search.as_mut() else {
             return false;
         };
         pgrx::check_for_interrupts!();
         match search.next_tids() {
             Some(mut tids) => {
+                if let Some(left) = &mut st.budget {
+                    *left -= 1;
+                }
                 tids.reverse();
                 st.tids = tids;
             }

@@ -207,6 +207,34 @@ mod tests {
         }
     }
 
+    /// pgvector's TAP test 015: 20 identical rows, `ef_search` 1. With
+    /// iterative scans off a search hands out `ef_search` vectors with all
+    /// their rows (pgvector: its one element's 10), and by default the
+    /// scan goes on to every row; after a build and after inserts.
+    #[pg_test]
+    fn duplicates_come_back_together_at_ef_search_one() {
+        run("CREATE TABLE dup (v vector(3))");
+        let count = || {
+            run("SET LOCAL enable_seqscan = off");
+            run("SET LOCAL vhnsw.ef_search = 1");
+            let q = "SELECT count(*) FROM (SELECT * FROM dup ORDER BY v <-> '[1,1,1]') t";
+            let all = one::<i64>(q);
+            run("SET LOCAL vhnsw.iterative_scan = off");
+            let one_search = one::<i64>(q);
+            run("RESET vhnsw.iterative_scan");
+            (all, one_search)
+        };
+        run("INSERT INTO dup SELECT '[1,1,1]' FROM generate_series(1, 20)");
+        run("CREATE INDEX dup_idx ON dup USING vhnsw (v vector_l2_ops)");
+        assert_eq!(count(), (20, 20), "after the build");
+        run("TRUNCATE dup");
+        run("INSERT INTO dup SELECT '[1,1,1]' FROM generate_series(1, 20)");
+        assert_eq!(count(), (20, 20), "pending");
+        one::<i64>("SELECT vhnsw_merge('dup_idx')");
+        assert_eq!(count(), (20, 20), "merged");
+        assert_eq!(one::<String>("SELECT vhnsw_check('dup_idx')"), "");
+    }
+
     /// Index scans are counted as PostgreSQL's own access methods count
     /// them (`pg_stat_user_indexes.idx_scan`; pgvector's TAP test 016):
     /// tools that look for unused indexes must not flag a used one.
