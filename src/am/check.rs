@@ -483,9 +483,6 @@ unsafe fn visible_versions(index: Index, tids: &[Tid]) -> Vec<(Tid, Tid)> {
         // ERROR inside unwinds through Rust frames properly.
         let scan = pg_sys::table_index_fetch_begin(heap);
         for &t in tids {
-            crate::am::utils::or_raise(crate::storage::buffer::check_tid(index, t, || {
-                "an entry".to_string()
-            }));
             let mut item = crate::am::utils::item_pointer(t);
             let (mut call_again, mut all_dead) = (false, false);
             if pg_sys::table_index_fetch_tuple(

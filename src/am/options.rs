@@ -308,7 +308,7 @@ impl IndexOptions {
     /// buffers with codes, 677 without, at the same recall) and cost speed
     /// instead of saving it.
     pub fn code_bits_for(&self, metric: vdb_core::hnsw::Metric) -> u8 {
-        self.code_bits.unwrap_or(if metric.keeps_pruned() {
+        self.code_bits.unwrap_or(if metric.is_inner_product() {
             0
         } else {
             CODE_BITS_DEFAULT as u8

@@ -814,11 +814,6 @@ pub unsafe extern "C-unwind" fn amgettuple(
             // SAFETY: the descriptor is valid; we return one heap TID whose
             // order needs no recheck (ranges do, see the module doc).
             unsafe {
-                crate::am::utils::or_raise(crate::storage::buffer::check_tid(
-                    Index::new((*scan).indexRelation),
-                    tid,
-                    || "an entry".to_string(),
-                ));
                 let t = &mut (*scan).xs_heaptid;
                 t.ip_blkid.bi_hi = tid.0[0];
                 t.ip_blkid.bi_lo = tid.0[1];

@@ -137,23 +137,33 @@ fn damage(meta: &Meta) -> Option<String> {
     {
         return Some("slot sizes its shape does not give".to_string());
     }
-    if let Some(last) = meta.node_count.checked_sub(1) {
-        let (k, _) = layout::extent_of(meta.node_base_units, g.node_unit(last).0);
-        if k >= meta.node_extent_count as usize {
-            return Some(format!(
-                "{} nodes, more than its extents hold",
-                meta.node_count
-            ));
-        }
+    // The last node's (upper slot's) unit must lie in an extent.
+    let beyond = |count: u32, base: u32, unit: &dyn Fn(u32) -> u32, extents: u32| {
+        count
+            .checked_sub(1)
+            .is_some_and(|last| layout::extent_of(base, unit(last)).0 >= extents as usize)
+    };
+    if beyond(
+        meta.node_count,
+        meta.node_base_units,
+        &|n| g.node_unit(n).0,
+        meta.node_extent_count,
+    ) {
+        return Some(format!(
+            "{} nodes, more than its extents hold",
+            meta.node_count
+        ));
     }
-    if let Some(last) = meta.upper_count.checked_sub(1) {
-        let (k, _) = layout::extent_of(meta.upper_base_units, g.upper_page(last).0);
-        if k >= meta.upper_extent_count as usize {
-            return Some(format!(
-                "{} upper slots, more than its extents hold",
-                meta.upper_count
-            ));
-        }
+    if beyond(
+        meta.upper_count,
+        meta.upper_base_units,
+        &|s| g.upper_page(s).0,
+        meta.upper_extent_count,
+    ) {
+        return Some(format!(
+            "{} upper slots, more than its extents hold",
+            meta.upper_count
+        ));
     }
     if meta.entry_node != NO_NODE
         && (meta.entry_node >= meta.node_count

@@ -159,10 +159,13 @@ pub fn all(rel: Index, meta: &Meta) -> SqlResult<Vec<(Reason, Tid)>> {
         let payload = layout::payload(bytes);
         let count =
             (layout::read::<UnindexedHeader>(payload, 0).count as usize).min(UNINDEXED_PER_PAGE);
-        rows.extend((0..count).map(|i| {
+        for i in 0..count {
             let e = entry_at(payload, i);
-            (Reason::from_code(e.reason), e.tid)
-        }));
+            super::buffer::check_tid(rel, e.tid, || {
+                format!("the unindexed rows' page at block {b}")
+            })?;
+            rows.push((Reason::from_code(e.reason), e.tid));
+        }
         let next = layout::opaque(bytes).next;
         block = (next != INVALID_BLOCK && next != 0).then_some(next);
     }

@@ -192,6 +192,11 @@ impl Metric {
     /// whose "distance" from a point to itself is not the least, the
     /// heuristic alone keeps one or two links per node.
     pub fn keeps_pruned(self) -> bool {
+        self.is_inner_product()
+    }
+
+    /// The inner-product metrics (of `vector`, `halfvec`, `sparsevec`).
+    pub fn is_inner_product(self) -> bool {
         matches!(
             self,
             Metric::InnerProduct | Metric::HalfInnerProduct | Metric::SparseInnerProduct

@@ -183,7 +183,7 @@ pub fn link_unreachable<S: GraphWrite + ?Sized>(
     let mut linked = 0;
     let mut search = LayerSearch::new();
     let mut list = Vec::new();
-    let chain = store.params().metric.keeps_pruned();
+    let chain = store.params().metric.is_inner_product();
     let mut previous: Option<NodeId> = None;
     for node in lost {
         if reached[node as usize] {
