@@ -331,6 +331,50 @@ fn a_crash_while_adding_an_extent_leaves_the_index_sound() {
     }
 }
 
+/// An index VACUUM leaves without a row is reset (a fresh metapage,
+/// WAL-logged and flushed) and then truncated to that page. An error or
+/// crash between the two leaves pages no extent names: the index answers
+/// and takes new rows over them, and the next VACUUM that finds it empty
+/// truncates it. Both indexes, one at a time (two indexes of this size
+/// vacuum in parallel, which skips the reset).
+#[test]
+fn a_crash_between_reset_and_truncation_loses_nothing() {
+    let cluster = cluster("reset");
+    let pages = |c: &mut Client, index: &str| -> i64 {
+        support::one(c, &format!("SELECT pg_relation_size('{index}') / 8192"))
+    };
+    for mode in MODES {
+        let mut c = cluster.connect("postgres");
+        table(&mut c, DIMS, 1000);
+        let built = pages(&mut c, "t_cos");
+        c.batch_execute("DELETE FROM t").expect("delete");
+        let mut c = fail_at(
+            &cluster,
+            &mut c,
+            &format!("reset_before_truncate{mode}"),
+            "VACUUM (PARALLEL 0) t",
+        );
+        assert_eq!(pages(&mut c, "t_cos"), built, "truncated{mode}");
+        // Rows over the stale pages: new pages at the end, none reused.
+        insert(&mut c, DIMS, 1000, 200);
+        all_found_and_clean(&mut c, &format!("after the reset{mode}"));
+        c.batch_execute("SELECT vhnsw_merge('t_cos'), vhnsw_merge('t_l2')")
+            .expect("merge");
+        all_found_and_clean(&mut c, &format!("merged after the reset{mode}"));
+        assert!(pages(&mut c, "t_cos") > built, "{mode}");
+        c.batch_execute("DELETE FROM t").expect("delete");
+        c.batch_execute("VACUUM (PARALLEL 0) t").expect("vacuum");
+        for index in ["t_cos", "t_l2"] {
+            assert_eq!(pages(&mut c, index), 1, "{index}{mode}");
+            let problems: String =
+                support::one(&mut c, &format!("SELECT vhnsw_check('{index}')"));
+            assert_eq!(problems, "", "{index}{mode}");
+        }
+        insert(&mut c, DIMS, 2000, 200);
+        all_found_and_clean(&mut c, &format!("refilled{mode}"));
+    }
+}
+
 /// Item 6: VACUUM merges the pending list when it can, but a failing
 /// merge must not abort the VACUUM (that would stop relfrozenxid).
 #[test]

@@ -67,6 +67,23 @@ fn a_streaming_standby_replays_the_index_exactly() {
          INSERT INTO t SELECT id + 30000, v + v * v FROM t WHERE id <= 300;",
     )
     .expect("workload");
+    // An index VACUUM leaves empty: reset and truncated to its metapage,
+    // then refilled, merged, and given rows left pending.
+    p.batch_execute(
+        "CREATE TABLE e AS SELECT id, v FROM t WHERE id <= 2000;
+         CREATE INDEX e_idx ON e USING vhnsw (v vector_l2_ops);
+         DELETE FROM e;",
+    )
+    .expect("empty");
+    p.batch_execute("VACUUM e").expect("vacuum e");
+    let e_pages = "SELECT (pg_relation_size('e_idx') / 8192)::text";
+    assert_eq!(one_text(&mut p, e_pages), "1");
+    p.batch_execute(
+        "INSERT INTO e SELECT id, v FROM t WHERE id <= 1000;
+         SELECT vhnsw_merge('e_idx');
+         INSERT INTO e SELECT id, v FROM t WHERE id > 1000 AND id <= 1200;",
+    )
+    .expect("refill e");
     let target = one_text(&mut p, "SELECT pg_current_wal_lsn()::text");
     let mut s = standby.connect("postgres");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -108,4 +125,9 @@ fn a_streaming_standby_replays_the_index_exactly() {
     let primary_answers = answers(&mut p);
     assert_eq!(answers(&mut s), primary_answers);
     assert_eq!(one_text(&mut s, "SELECT vhnsw_check('t_v_idx')"), "");
+    let e_stats = "SELECT vhnsw_stats_text('e_idx')";
+    assert_eq!(one_text(&mut s, e_stats), one_text(&mut p, e_stats));
+    let e_answers = "SELECT array(SELECT e.id FROM e ORDER BY e.v <-> q.v LIMIT 10)::text FROM q WHERE q.id = 1";
+    assert_eq!(one_text(&mut s, e_answers), one_text(&mut p, e_answers));
+    assert_eq!(one_text(&mut s, "SELECT vhnsw_check('e_idx')"), "");
 }

@@ -9,7 +9,8 @@
 //! Cleanup merges the pending list, unlinks the nodes left without rows
 //! (re-selecting the lists that pointed to them, so the graph stays
 //! connected and recall does not drift), frees their slots for reuse, and
-//! relinks any node no path reaches any more.
+//! relinks any node no path reaches any more. An index left with no row
+//! is reset and its file truncated to the metapage (`storage::reset`).
 
 use super::merge::merge_all;
 use super::options::merge_batch_size;
@@ -18,6 +19,7 @@ use crate::storage::buffer::block_count;
 use crate::storage::graph::PageGraph;
 use crate::storage::layout::Tid;
 use crate::storage::pending;
+use crate::storage::reset;
 use crate::storage::unindexed;
 use crate::storage::writer::{GraphLock, GraphWriter};
 use crate::storage::Index;
@@ -114,6 +116,16 @@ fn merge_pending(index: Index) {
     pgrx::warning!("vhnsw: VACUUM could not merge the pending list: {failed}");
 }
 
+/// A line of what cleanup did: INFO under `VACUUM VERBOSE`, else DEBUG2.
+fn report(info: *mut pg_sys::IndexVacuumInfo, line: &str) {
+    // SAFETY: info is valid for the cleanup call that passes it.
+    if unsafe { (*info).message_level } >= pg_sys::INFO as i32 {
+        pgrx::info!("{line}");
+    } else {
+        pgrx::debug2!("{line}");
+    }
+}
+
 /// `amvacuumcleanup`
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amvacuumcleanup(
@@ -132,8 +144,6 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         let mut graph = or_raise(GraphWriter::open(GraphLock::acquire(index)));
         let done = or_raise(graph.repair_deleted(threads));
         let linked = graph.link_unreachable();
-        // SAFETY: info is valid for the call.
-        let verbose = unsafe { (*info).message_level } >= pg_sys::INFO as i32;
         let line = format!(
             "vhnsw index \"{}\": {} removed nodes unlinked and their slots freed, {} lists refilled from their neighbours and {} searched again on {threads} threads, {linked} unreachable nodes relinked, in {:.2} s",
             index.name(),
@@ -142,11 +152,17 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
             done.searched,
             started.elapsed().as_secs_f64()
         );
-        if verbose {
-            pgrx::info!("{line}");
-        } else {
-            pgrx::debug2!("{line}");
-        }
+        report(info, &line);
+    }
+    // After the repair, whose pins and graph lock are released by now.
+    if let Some((before, after)) = or_raise(reset::give_back_if_empty(index)) {
+        report(
+            info,
+            &format!(
+                "vhnsw index \"{}\": no row left, reset and truncated from {before} pages to {after}",
+                index.name()
+            ),
+        );
     }
     let had_stats = !stats.is_null();
     let stats = stats_or_new(stats);

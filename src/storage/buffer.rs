@@ -413,11 +413,13 @@ impl WalBatch {
         unsafe { std::slice::from_raw_parts_mut(self.pages[i], BLCKSZ) }
     }
 
-    /// WAL-logs the changes and applies them to the buffers.
-    pub fn commit(mut self) {
+    /// WAL-logs the changes and applies them to the buffers; returns the
+    /// record's end (0 for a relation that is not WAL-logged).
+    pub fn commit(mut self) -> u64 {
         // SAFETY: state is live and every registered buffer is still locked.
-        unsafe { pg_sys::GenericXLogFinish(self.state) };
+        let lsn = unsafe { pg_sys::GenericXLogFinish(self.state) };
         self.finished = true;
+        lsn
     }
 }
 

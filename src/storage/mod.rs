@@ -2,7 +2,8 @@
 //! buffer access with WAL ([`buffer`]), the metapage ([`meta`]), the graph
 //! over pages ([`graph`], read side), its one writer ([`writer`], with the
 //! crash-ordering rules) and allocation ([`alloc`]), and the pending list
-//! ([`pending`]), and the rows the graph cannot hold ([`unindexed`]).
+//! ([`pending`]), the rows the graph cannot hold ([`unindexed`]), and the
+//! reset of an index VACUUM left empty ([`reset`]).
 
 mod alloc;
 pub mod buffer;
@@ -11,6 +12,7 @@ pub mod graph;
 pub mod layout;
 pub mod meta;
 pub mod pending;
+pub mod reset;
 pub mod unindexed;
 pub mod values;
 pub mod writer;

@@ -69,6 +69,10 @@
 //!   starts from a freed entry point; freed overflow pages wait for every
 //!   older snapshot to end before reuse, so a scan that read the node
 //!   before never follows its chain into another node's TIDs.
+//! - **Reset of an empty index** ([`super::reset`], not a graph write: it
+//!   runs under an `ACCESS EXCLUSIVE` lock instead): (1) one record with a
+//!   fresh metapage, flushed; (2) the file truncated to that page (an
+//!   `smgr` record). A crash between them leaves pages nothing names.
 
 use super::alloc::{self, Region};
 use super::buffer::{PageRead, WalBatch, MAX_BATCH_PAGES};
