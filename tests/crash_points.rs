@@ -366,8 +366,7 @@ fn a_crash_between_reset_and_truncation_loses_nothing() {
         c.batch_execute("VACUUM (PARALLEL 0) t").expect("vacuum");
         for index in ["t_cos", "t_l2"] {
             assert_eq!(pages(&mut c, index), 1, "{index}{mode}");
-            let problems: String =
-                support::one(&mut c, &format!("SELECT vhnsw_check('{index}')"));
+            let problems: String = support::one(&mut c, &format!("SELECT vhnsw_check('{index}')"));
             assert_eq!(problems, "", "{index}{mode}");
         }
         insert(&mut c, DIMS, 2000, 200);

@@ -352,9 +352,8 @@ fn an_index_left_empty_is_truncated_only_when_nobody_holds_it() {
     )
     .expect("table");
     c.batch_execute("VACUUM t").expect("vacuum");
-    let pages = |c: &mut postgres::Client| -> i64 {
-        one(c, "SELECT pg_relation_size('t_idx') / 8192")
-    };
+    let pages =
+        |c: &mut postgres::Client| -> i64 { one(c, "SELECT pg_relation_size('t_idx') / 8192") };
     let built = pages(&mut c);
     assert!(built > 10, "{built} pages");
     check(&mut c, "t_idx");
@@ -370,7 +369,11 @@ fn an_index_left_empty_is_truncated_only_when_nobody_holds_it() {
     c.batch_execute("VACUUM t")
         .expect("VACUUM does not wait for the holder");
     c.batch_execute("RESET statement_timeout").expect("reset");
-    assert_eq!(pages(&mut c), built, "truncated under another session's lock");
+    assert_eq!(
+        pages(&mut c),
+        built,
+        "truncated under another session's lock"
+    );
     check(&mut c, "t_idx");
     holder.batch_execute("COMMIT").expect("commit");
     c.batch_execute("VACUUM t").expect("vacuum");
