@@ -12,7 +12,7 @@
 //! reaches a half-written node.
 
 use super::search::{descend, search_layer, LayerSearch};
-use super::select::{select_neighbors, select_rows, Gathered};
+use super::select::{farthest_pruned, select_neighbors, select_rows, Gathered};
 use super::{Candidate, GraphStore, GraphWrite, Metric, NodeId, Point};
 
 /// The neighbour lists of a node about to be inserted; `lists[l]` is its
@@ -157,6 +157,15 @@ impl Reselect {
             a.0.total_cmp(&b.0)
                 .then(self.rows.nodes[a.1].cmp(&self.rows.nodes[b.1]))
         });
+        if metric.keeps_pruned() && order.len() == max + 1 {
+            let dropped = farthest_pruned(metric, &self.rows, &order);
+            return order
+                .iter()
+                .enumerate()
+                .filter(|&(at, _)| at != dropped)
+                .map(|(_, &(_, i))| self.rows.nodes[i])
+                .collect();
+        }
         let kept = if order.len() <= max {
             order.iter().map(|&(_, i)| i).collect()
         } else {
