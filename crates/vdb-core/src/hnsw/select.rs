@@ -32,9 +32,14 @@ impl Gathered {
             vecs: Vec::new(),
             aux: Vec::with_capacity(nodes.len()),
         };
-        for &n in nodes {
+        for (i, &n) in nodes.iter().enumerate() {
             let aux = store.copy_vector(n, &mut g.vecs);
             g.aux.push(aux);
+            if i == 0 {
+                // Room for the rest at once: growing by doubling copied
+                // every gathered vector again, a sixth of a build's time.
+                g.vecs.reserve(g.vecs.len() * (nodes.len() - 1));
+            }
         }
         g
     }
