@@ -7,16 +7,31 @@
 //! level 0 have them). Neighbour ids are atomics, so the arrays are shared
 //! between rayon threads without `unsafe`; a per-node mutex makes each
 //! list's read-modify-write atomic, as in hnswlib.
+//!
+//! Under inner product every list is full (pruned candidates fill it, see
+//! [`super::select`]), so every link-back re-selects a list. Each list
+//! keeps which of its members the heuristic prunes among them (as
+//! pgvector keeps a `closer` flag per candidate), so that adding one node
+//! costs its own comparisons, not the heuristic's pairwise pass.
 
-use super::insert::{link_back, plan, Plan};
+use super::insert::{link_back, plan, replace_farthest, Plan};
 use super::search::LayerSearch;
 use super::{Entry, GraphStore, GraphWrite, NodeId, Params, Point};
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
 
 const NO_UPPER: u32 = u32::MAX;
+
+/// In a list's status word: the pruned bits below are current (bit `i`
+/// set: the list's `i`-th member is pruned by the heuristic among the
+/// members). Any other write of the list clears the word.
+const STATUS_KNOWN: u64 = 1 << 63;
+/// Longest list whose statuses fit in the word.
+const STATUS_BITS: usize = 63;
 
 #[derive(Debug)]
 pub struct MemoryGraph {
@@ -27,9 +42,11 @@ pub struct MemoryGraph {
     levels: Vec<u8>,
     level0: Vec<AtomicU32>,
     level0_len: Vec<AtomicU8>,
+    level0_status: Vec<AtomicU64>,
     upper_start: Vec<u32>,
     upper: Vec<AtomicU32>,
     upper_len: Vec<AtomicU8>,
+    upper_status: Vec<AtomicU64>,
     locks: Vec<Mutex<()>>,
     entry: RwLock<Option<Entry>>,
     /// Held by an insert whose level is above the entry point's.
@@ -49,9 +66,11 @@ impl MemoryGraph {
             levels: Vec::new(),
             level0: Vec::new(),
             level0_len: Vec::new(),
+            level0_status: Vec::new(),
             upper_start: Vec::new(),
             upper: Vec::new(),
             upper_len: Vec::new(),
+            upper_status: Vec::new(),
             locks: Vec::new(),
             entry: RwLock::new(None),
             raise: Mutex::new(()),
@@ -61,8 +80,8 @@ impl MemoryGraph {
 
     /// Bytes one node takes (upper levels averaged in), for memory budgets.
     pub fn bytes_per_node(dims: usize, m: usize) -> usize {
-        let level0 = 2 * m * 4 + 1;
-        let upper = (m * 4 + 1) / m.max(2).saturating_sub(1).max(1) + 1;
+        let level0 = 2 * m * 4 + 1 + 8;
+        let upper = (m * 4 + 1 + 8) / m.max(2).saturating_sub(1).max(1) + 1;
         dims * 4 + 4 + 1 + level0 + 4 + upper + 1
     }
 
@@ -86,9 +105,11 @@ impl MemoryGraph {
         grow(&mut self.levels, 1)?;
         grow(&mut self.level0, 2 * m)?;
         grow(&mut self.level0_len, 1)?;
+        grow(&mut self.level0_status, 1)?;
         grow(&mut self.upper_start, 1)?;
         grow(&mut self.upper, upper * m)?;
         grow(&mut self.upper_len, upper)?;
+        grow(&mut self.upper_status, upper)?;
         grow(&mut self.locks, 1)?;
         self.vectors.extend_from_slice(&point.vec);
         self.aux.push(point.aux);
@@ -96,12 +117,14 @@ impl MemoryGraph {
         self.level0
             .extend((0..2 * self.params.m).map(|_| AtomicU32::new(0)));
         self.level0_len.push(AtomicU8::new(0));
+        self.level0_status.push(AtomicU64::new(0));
         if level > 0 {
             self.upper_start.push(self.upper_len.len() as u32);
             for _ in 0..level {
                 self.upper
                     .extend((0..self.params.m).map(|_| AtomicU32::new(0)));
                 self.upper_len.push(AtomicU8::new(0));
+                self.upper_status.push(AtomicU64::new(0));
             }
         } else {
             self.upper_start.push(NO_UPPER);
@@ -142,16 +165,24 @@ impl MemoryGraph {
         }
     }
 
-    /// The slots of `node`'s list on `level`: (ids, length).
-    fn list(&self, node: NodeId, level: u8) -> (&[AtomicU32], &AtomicU8) {
+    /// The slots of `node`'s list on `level`: (ids, length, status word).
+    fn list(&self, node: NodeId, level: u8) -> (&[AtomicU32], &AtomicU8, &AtomicU64) {
         let n = node as usize;
         if level == 0 {
             let w = 2 * self.params.m;
-            (&self.level0[n * w..(n + 1) * w], &self.level0_len[n])
+            (
+                &self.level0[n * w..(n + 1) * w],
+                &self.level0_len[n],
+                &self.level0_status[n],
+            )
         } else {
             let slot = self.upper_start[n] as usize + usize::from(level) - 1;
             let w = self.params.m;
-            (&self.upper[slot * w..(slot + 1) * w], &self.upper_len[slot])
+            (
+                &self.upper[slot * w..(slot + 1) * w],
+                &self.upper_len[slot],
+                &self.upper_status[slot],
+            )
         }
     }
 
@@ -160,7 +191,7 @@ impl MemoryGraph {
         if level > self.level(node) {
             return;
         }
-        let (ids, len) = self.list(node, level);
+        let (ids, len, _) = self.list(node, level);
         out.extend(
             ids[..usize::from(len.load(Relaxed))]
                 .iter()
@@ -168,18 +199,141 @@ impl MemoryGraph {
         );
     }
 
-    fn write_list(&self, node: NodeId, level: u8, list: &[NodeId]) {
-        let (ids, len) = self.list(node, level);
+    /// Writes a list; `status` is its status word (0: not known).
+    fn write_list(&self, node: NodeId, level: u8, list: &[NodeId], status: u64) {
+        let (ids, len, word) = self.list(node, level);
         debug_assert!(list.len() <= ids.len());
         for (slot, &id) in ids.iter().zip(list) {
             slot.store(id, Relaxed);
         }
         len.store(list.len() as u8, Relaxed);
+        word.store(status, Relaxed);
     }
 
     /// Links node `id` into the graph (its point is already pushed).
     pub fn insert(&self, id: NodeId, search: &mut LayerSearch) {
-        self.insert_linking(id, search, link_back);
+        if self.params.metric.keeps_pruned() && 2 * self.params.m <= STATUS_BITS {
+            self.insert_linking(id, search, |g, node, plan| g.link_back_known(node, plan));
+        } else {
+            self.insert_linking(id, search, link_back);
+        }
+    }
+
+    /// [`link_back`] for metrics that keep pruned candidates, with each
+    /// list's statuses: the same lists, in the same order.
+    fn link_back_known(&self, node: NodeId, plan: &Plan) {
+        let mut current = Vec::new();
+        for (level, list) in plan.lists.iter().enumerate() {
+            let level = level as u8;
+            let mut kept = false;
+            for &neighbor in list {
+                let _guard = self.locks[neighbor as usize].lock();
+                self.read_list(neighbor, level, &mut current);
+                if !current.contains(&node) {
+                    let status = self.list(neighbor, level).2.load(Relaxed);
+                    let (next, status) = self.add_known(neighbor, level, &current, status, node);
+                    self.write_list(neighbor, level, &next, status);
+                    current = next;
+                }
+                kept |= current.contains(&node);
+            }
+            if level == 0 && !kept {
+                if let Some(&nearest) = list.first() {
+                    self.update_neighbors(nearest, 0, &mut |current: &mut Vec<NodeId>| {
+                        replace_farthest(self, nearest, current, node);
+                    });
+                }
+            }
+        }
+    }
+
+    /// `members` (`base`'s list on `level`, with its status word) and
+    /// `new`: the list `add_neighbor` makes of them, and its status word.
+    /// A list with room takes `new` at its end; a full one loses the
+    /// farthest candidate the heuristic prunes (the farthest of all if it
+    /// prunes none), the rest in order of distance, as `Reselect::run`.
+    fn add_known(
+        &self,
+        base: NodeId,
+        level: u8,
+        members: &[NodeId],
+        status: u64,
+        new: NodeId,
+    ) -> (Vec<NodeId>, u64) {
+        let max = self.params.max_neighbors(level);
+        let mut ids = members.to_vec();
+        ids.push(new);
+        let n = ids.len();
+        if n > max + 1 || max > STATUS_BITS {
+            let mut list = members.to_vec();
+            super::insert::add_neighbor(self, base, &mut list, new, level);
+            return (list, 0);
+        }
+        let d: Vec<f32> = ids
+            .iter()
+            .map(|&x| self.distance_between(base, x))
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_unstable_by(|&a, &b| d[a].total_cmp(&d[b]).then(ids[a].cmp(&ids[b])));
+        // Whether x is dominated: a kept candidate nearer the base than x
+        // is closer to x than the base is (`select_rows`' test).
+        let dominated = |x: usize, kept: &[bool], before: &[usize]| {
+            before
+                .iter()
+                .any(|&y| kept[y] && self.distance_between(ids[x], ids[y]) < d[x])
+        };
+        let mut kept = vec![false; n];
+        if status & STATUS_KNOWN != 0 {
+            for (i, k) in kept.iter_mut().enumerate().take(n - 1) {
+                *k = status & (1 << i) == 0;
+            }
+            let new_at = order.iter().position(|&i| i == n - 1).unwrap_or(n - 1);
+            kept[n - 1] = !dominated(n - 1, &kept, &order[..new_at]);
+            if kept[n - 1] {
+                // Members after it may lose their place to it, and then
+                // members they had pruned may regain theirs.
+                let mut newly = vec![n - 1];
+                let mut lost = false;
+                for at in new_at + 1..n {
+                    let x = order[at];
+                    if kept[x] {
+                        if newly
+                            .iter()
+                            .any(|&y| self.distance_between(ids[x], ids[y]) < d[x])
+                        {
+                            kept[x] = false;
+                            lost = true;
+                        }
+                    } else if lost && !dominated(x, &kept, &order[..at]) {
+                        kept[x] = true;
+                        newly.push(x);
+                    }
+                }
+            }
+        } else {
+            for at in 0..n {
+                let x = order[at];
+                kept[x] = !dominated(x, &kept, &order[..at]);
+            }
+        }
+        let word = |list: &mut dyn Iterator<Item = usize>| {
+            list.enumerate()
+                .filter(|&(_, i)| !kept[i])
+                .fold(STATUS_KNOWN, |w, (at, _)| w | (1 << at))
+        };
+        if n <= max {
+            let status = word(&mut (0..n));
+            return (ids, status);
+        }
+        let dropped = (0..n).rev().find(|&at| !kept[order[at]]).unwrap_or(n - 1);
+        let rest: Vec<usize> = order
+            .iter()
+            .enumerate()
+            .filter(|&(at, _)| at != dropped)
+            .map(|(_, &i)| i)
+            .collect();
+        let status = word(&mut rest.iter().copied());
+        (rest.iter().map(|&i| ids[i]).collect(), status)
     }
 
     /// `insert`, with `link` adding the node to its neighbours' lists.
@@ -204,7 +358,7 @@ impl MemoryGraph {
         {
             let _guard = self.locks[id as usize].lock();
             for (l, list) in plan.lists.iter().enumerate() {
-                self.write_list(id, l as u8, list);
+                self.write_list(id, l as u8, list, 0);
             }
         }
         link(self, id, &plan);
@@ -356,7 +510,7 @@ impl GraphWrite for MemoryGraph {
         let mut list = Vec::new();
         self.read_list(node, level, &mut list);
         update(&mut list);
-        self.write_list(node, level, &list);
+        self.write_list(node, level, &list, 0);
     }
 }
 
@@ -651,7 +805,7 @@ mod tests {
         let mut search = LayerSearch::new();
         for id in permutation(g.len(), 7).into_iter().filter(|&n| gone(n)) {
             for level in 0..=g.level(id) {
-                g.write_list(id, level, &[]);
+                g.write_list(id, level, &[], 0);
             }
             g.insert(id, &mut search);
         }
