@@ -15,7 +15,10 @@
 //! - the index's top 10 equals an exact scan's for random queries;
 //! - no server process died of anything but the SIGKILL;
 //! - after merging what is pending (and, once, a VACUUM), `vhnsw_check`
-//!   is still clean.
+//!   is still clean;
+//! - a second table, which maintenance empties, VACUUMs (so its index is
+//!   reset and truncated to its metapage) and fills again, has every row
+//!   it holds found through its index, which checks clean.
 //!
 //! `VDB_FAULT_CYCLES` sets the number of crashes (default 20),
 //! `VDB_FAULT_SEED` the seed (default fixed); both are in every progress
@@ -123,7 +126,7 @@ struct Shared<'a> {
     commits: &'a AtomicU64,
     rollbacks: &'a AtomicU64,
     /// Per kind of `MAINTENANCE`: statements started, finished.
-    maintenance: &'a Mutex<[[u64; 2]; 3]>,
+    maintenance: &'a Mutex<[[u64; 2]; 4]>,
     /// The maintenance statement running now ('' if none).
     in_flight: &'a Mutex<String>,
 }
@@ -267,8 +270,17 @@ fn write_until_crash(shared: &Shared, who: &str, seed: u64, mut own: HashMap<i32
     }
 }
 
-/// The maintenance statements, by kind: merge, VACUUM, CHECKPOINT.
-const MAINTENANCE: [&str; 3] = ["vhnsw_merge", "VACUUM", "CHECKPOINT"];
+/// The maintenance statements, by kind: merge, VACUUM, CHECKPOINT, and
+/// filling, emptying and vacuuming the table `e`.
+const MAINTENANCE: [&str; 4] = ["vhnsw_merge", "VACUUM", "CHECKPOINT", "refill e"];
+
+/// The statements of "refill e", one after another: the VACUUM finds `e`
+/// without a row and resets its index, which the new rows then fill.
+const REFILL_E: [&str; 3] = [
+    "DELETE FROM e",
+    "VACUUM e",
+    "INSERT INTO e SELECT i, ARRAY(SELECT random() * 2 - 1 + i * 0 FROM generate_series(1, 16))::vector(16) FROM generate_series(1, 300) i",
+];
 
 /// Merges an index, VACUUMs or checkpoints, at random, until the server
 /// goes away or `running` is cleared. In the debug build a merge or VACUUM
@@ -281,21 +293,24 @@ fn maintain_until_crash(shared: &Shared, seed: u64, running: &AtomicBool) {
     let mut rng = SmallRng::seed_from_u64(seed);
     while running.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..30)));
-        let kind = [0, 0, 1, 1, 2][rng.gen_range(0..5)];
-        let sql = match kind {
-            0 => format!(
+        let kind = [0, 0, 1, 1, 2, 3][rng.gen_range(0..6)];
+        let statements = match kind {
+            0 => vec![format!(
                 "SELECT vhnsw_merge('{}')",
                 INDEXES[rng.gen_range(0..INDEXES.len())].0
-            ),
-            1 => "VACUUM t".to_string(),
-            _ => "CHECKPOINT".to_string(),
+            )],
+            1 => vec!["VACUUM t".to_string()],
+            2 => vec!["CHECKPOINT".to_string()],
+            _ => REFILL_E.iter().map(|s| s.to_string()).collect(),
         };
-        *shared.in_flight.lock().expect("in flight") = sql.clone();
         shared.maintenance.lock().expect("maintenance")[kind][0] += 1;
-        let result = client.simple_query(&sql);
-        if let Err(e) = result {
-            shared.error(who, format!("{sql}: {e}"));
-            return;
+        for sql in statements {
+            *shared.in_flight.lock().expect("in flight") = sql.clone();
+            let result = client.simple_query(&sql);
+            if let Err(e) = result {
+                shared.error(who, format!("{sql}: {e}"));
+                return;
+            }
         }
         shared.in_flight.lock().expect("in flight").clear();
         shared.maintenance.lock().expect("maintenance")[kind][1] += 1;
@@ -349,6 +364,41 @@ impl Db<'_> {
     fn check(&mut self, index: &str) -> String {
         self.query(&format!("SELECT vhnsw_check('{index}')"), &[])[0].get(0)
     }
+}
+
+/// The table "refill e" fills and empties: whatever rows it holds after
+/// a restart (the heap says which were committed), each is found first by
+/// an index query for its own vector, and the index checks clean.
+fn verify_refilled(db: &mut Db, notes: &mut Vec<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    db.batch("SET enable_seqscan = off");
+    let rows = db.query("SELECT id, v::text FROM e", &[]);
+    let mut lost = 0;
+    for row in &rows {
+        let v: String = row.get(1);
+        let found = db.query(
+            "SELECT v::text FROM e ORDER BY v <-> $1::text::vector LIMIT 1",
+            &[&v],
+        );
+        let found: Option<String> = found.first().map(|r| r.get(0));
+        if !same_row(found.as_ref(), Some(&v)) {
+            lost += 1;
+        }
+    }
+    db.batch("RESET enable_seqscan");
+    if lost > 0 {
+        problems.push(format!(
+            "{lost} of {} rows of e not found through e_idx",
+            rows.len()
+        ));
+    }
+    let check = db.check("e_idx");
+    if !check.is_empty() {
+        problems.push(format!("vhnsw_check('e_idx'): {check}"));
+    }
+    let pages: i64 = db.query("SELECT pg_relation_size('e_idx') / 8192", &[])[0].get(0);
+    notes.push(format!("e: {} rows, {pages} pages", rows.len()));
+    problems
 }
 
 /// The last 200 lines of the server log.
@@ -663,7 +713,9 @@ fn committed_rows_survive_sigkill_during_writes_merges_and_vacuum() {
             .batch_execute(
                 "CREATE INDEX t_cos_idx ON t USING vhnsw (v vector_cosine_ops);
                  CREATE INDEX t_l2_idx ON t USING vhnsw (v vector_l2_ops, id);
-                 ANALYZE t;",
+                 ANALYZE t;
+                 CREATE TABLE e (id int, v vector(16));
+                 CREATE INDEX e_idx ON e USING vhnsw (v vector_l2_ops);",
             )
             .expect("indexes");
         model.rows = ids.into_iter().zip(vectors).collect();
@@ -691,7 +743,7 @@ fn committed_rows_survive_sigkill_during_writes_merges_and_vacuum() {
 
     let next_id = AtomicI32::new(INITIAL_ROWS + 1);
     let (commits, rollbacks) = (AtomicU64::new(0), AtomicU64::new(0));
-    let maintenance = Mutex::new([[0u64; 2]; 3]);
+    let maintenance = Mutex::new([[0u64; 2]; 4]);
     let mut unreachable_cycles = 0;
     let mut log_seen = 0;
     for cycle in 0..cycles {
@@ -770,6 +822,7 @@ fn committed_rows_survive_sigkill_during_writes_merges_and_vacuum() {
             self_queries,
             cycle == 1.min(cycles - 1),
         );
+        problems.extend(verify_refilled(&mut db, &mut notes));
         // No process but the killed ones died, and nothing panicked.
         let log = cluster.log().into_bytes();
         let new_log = String::from_utf8_lossy(&log[log_seen.min(log.len())..]).into_owned();
