@@ -25,7 +25,7 @@ use crate::storage::layout::{
     self, Geometry, PageKind, Tid, INLINE_TIDS, INVALID_BLOCK, NO_NODE, OVERFLOW_TIDS, PAGE_HEADER,
     PAYLOAD,
 };
-use crate::storage::meta::{new_meta, put_meta};
+use crate::storage::meta::{empty_graph, new_meta, put_meta};
 use crate::storage::unindexed::{self, Reason};
 use crate::storage::values;
 use crate::storage::writer::{GraphLock, GraphWriter};
@@ -366,16 +366,14 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let options = index_options(index_rel);
     let columns = or_raise(Columns::of(index_rel));
     let metric = or_raise(opclass_metric(index_rel));
-    let mut meta = new_meta(
+    let meta = empty_graph(new_meta(
         index_dims(index_rel, metric, &options, columns.words_len()),
         metric,
         options.m,
         options.ef_construction,
         options.code_bits_for(metric),
         &columns.codes(),
-    );
-    meta.node_extent_count = 1;
-    meta.upper_extent_count = 1;
+    ));
     // SAFETY: the init fork is new and ours; the page is initialised, filled,
     // marked dirty and WAL-logged under its exclusive lock.
     unsafe {

@@ -48,6 +48,16 @@ pub fn new_meta(
     meta
 }
 
+/// `meta` as the metapage of an empty graph: one node and one upper
+/// extent, both of no pages, that the first writer grows (an index built
+/// on an empty table, an unlogged index's init fork, an index VACUUM
+/// left without rows).
+pub fn empty_graph(mut meta: Meta) -> Meta {
+    meta.node_extent_count = 1;
+    meta.upper_extent_count = 1;
+    meta
+}
+
 /// Records the dimension count and the sizes that follow from it (the
 /// codes' too: an index built before its dimensions were known gets them
 /// with its first row).

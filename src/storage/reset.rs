@@ -23,7 +23,7 @@
 use super::buffer::{self, Block, WalBatch};
 use super::graph::PageGraph;
 use super::layout::{EntryShape, META_BLOCK};
-use super::meta::{new_meta, put_meta, read_meta};
+use super::meta::{empty_graph, new_meta, put_meta, read_meta};
 use super::pending;
 use super::{unindexed, Index};
 use crate::error::SqlResult;
@@ -105,16 +105,14 @@ pub fn give_back_if_empty(rel: Index) -> SqlResult<Option<(Block, Block)>> {
     let cols = usize::from(meta.filter_cols);
     // The shape it was built with (options and dimensions), and its
     // statistics; an empty graph as CREATE INDEX on an empty table makes it.
-    let mut fresh = new_meta(
+    let mut fresh = empty_graph(new_meta(
         meta.dims as usize,
         metric,
         usize::from(meta.m),
         usize::from(meta.ef_construction),
         meta.code_bits,
         &meta.filter_kinds[..cols.min(meta.filter_kinds.len())],
-    );
-    fresh.node_extent_count = 1;
-    fresh.upper_extent_count = 1;
+    ));
     fresh.merged_total = meta.merged_total;
     fresh.last_merge = meta.last_merge;
     let mut batch = WalBatch::start(rel);
